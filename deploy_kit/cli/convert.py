@@ -1,0 +1,57 @@
+"""Convert a PaddleSeg inference model to ONNX and a TensorRT engine (cached stages).
+
+  deploy-kit convert [MODEL] -o build/ [--opset 11] [--precision fp32|fp16] [--batch 1:1:8]
+      [--input-shape 1,3,512,1024] [--workspace 2GiB] [--target-sm 8.7,8.6] [--force] [--onnx-only]
+
+MODEL is the folder PaddleSeg's tools/export.py wrote; without it, the shipped demo model is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..config import BatchRange, ConvertOptions, parse_input_shape, parse_size, parse_target_sms
+from ..pipeline import StageResult, convert
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", nargs="?", type=Path, help="PaddleSeg inference folder (default: shipped demo model)")
+    parser.add_argument("-o", "--out", type=Path, default=Path("build"), help="output folder (default: build/)")
+    parser.add_argument("--opset", type=int, default=ConvertOptions.opset, help="ONNX opset (default: 11)")
+    parser.add_argument("--precision", default=ConvertOptions.precision, choices=("fp32", "fp16"))
+    parser.add_argument("--batch", default="1:1:8", help="batch profile MIN:OPT:MAX (default: 1:1:8)")
+    parser.add_argument("--input-shape", help="N,C,H,W when deploy.yaml fixes no size, e.g. 1,3,512,1024")
+    parser.add_argument("--workspace", help="TensorRT workspace limit, e.g. 2GiB (default: half the free GPU memory)")
+    parser.add_argument("--target-sm", help="compute capabilities to build for, e.g. 8.7,8.6 (default: this GPU)")
+    parser.add_argument("--force", action="store_true", help="redo every stage")
+    parser.add_argument("--onnx-only", action="store_true", help="stop after the ONNX stages")
+
+
+def options_from(args: argparse.Namespace) -> ConvertOptions:
+    return ConvertOptions(
+        opset=args.opset, precision=args.precision, batch=BatchRange.parse(args.batch),
+        input_shape=parse_input_shape(args.input_shape) if args.input_shape else None,
+        workspace=parse_size(args.workspace) if args.workspace else None,
+        target_sms=parse_target_sms(args.target_sm) if args.target_sm else None,
+        force=args.force, onnx_only=args.onnx_only)
+
+
+def print_stage(stage: StageResult) -> None:
+    timing = f"in {stage.seconds:.1f}s" if stage.status == "done" else ""
+    what = ", ".join(stage.outputs) or stage.details.get("reason", "")
+    print(f"{stage.name:<9} {stage.status:<10} {timing:<9} {what}", flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..models import restore_default_model
+
+    options = options_from(args)
+    model = args.model if args.model is not None else restore_default_model()
+    result = convert(model, args.out, options, print_stage)
+    print(f"{result.plan.describe()}; report in {args.out / 'convert.json'}")
+    if result.engine is not None:
+        print(f"next: deploy-kit infer IMAGE --model {args.out}")
+    else:
+        print(f"next: deploy-kit infer IMAGE --model {args.out} --backend onnxruntime-cpu")
+    return 0

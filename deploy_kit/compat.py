@@ -1,0 +1,93 @@
+"""Feature probes for the installed TensorRT flavour, done once and used by the code and the tests.
+
+One code path serves `tensorrt` 8.6, 10.x, 11.x and `tensorrt_rtx`: every difference is a named feature
+read off the module (`hasattr`), never a version-string comparison.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+FLAVORS = ("tensorrt", "tensorrt_rtx")
+
+
+@dataclass(frozen=True)
+class TensorRTFeatures:
+    """What the importable TensorRT module offers.
+
+    Attributes:
+        flavor: "tensorrt" or "tensorrt_rtx".
+        precision_flags: weakly typed builder flags FP16/INT8 exist (8.6, 10); absent in 11 and RTX.
+        strongly_typed_flag: networks can be created STRONGLY_TYPED (10+, RTX).
+        explicit_batch_flag: networks must be created EXPLICIT_BATCH (8.x still has implicit batch).
+        memory_pool_limit: `set_memory_pool_limit` replaces `max_workspace_size`.
+        buildable_sms: compute capabilities the builder can target without that GPU (RTX), else ().
+        hardware_compatibility: engines can be built to run on every Ampere-or-newer GPU (8.6+).
+    """
+
+    flavor: str
+    version: str
+    module: Any = field(compare=False, repr=False)
+    precision_flags: bool
+    strongly_typed_flag: bool
+    explicit_batch_flag: bool
+    memory_pool_limit: bool
+    buildable_sms: tuple[str, ...]
+    hardware_compatibility: bool
+
+    @property
+    def engine_name(self) -> str:
+        return "model.engine" if self.flavor == "tensorrt" else f"model.{self.flavor.split('_')[-1]}.engine"
+
+    @property
+    def fp16_needs_fp16_graph(self) -> bool:
+        """Strongly typed TensorRT takes precision from the graph, so FP16 means an FP16 ONNX."""
+        return not self.precision_flags
+
+
+def _sm_from_enum(name: str) -> str | None:
+    digits = name[2:] if name.startswith("SM") else ""
+    return f"{digits[:-1]}.{digits[-1]}" if digits.isdigit() and len(digits) >= 2 else None
+
+
+def features_of(module: Any) -> TensorRTFeatures:
+    """Probes a loaded `tensorrt` or `tensorrt_rtx` module."""
+    flag_names = set(dir(module.BuilderFlag))
+    creation = set(dir(module.NetworkDefinitionCreationFlag))
+    capability = getattr(module, "ComputeCapability", None)
+    sms = tuple(s for s in (_sm_from_enum(n) for n in dir(capability)) if s) if capability else ()
+    return TensorRTFeatures(
+        flavor=module.__name__.split(".")[0],
+        version=str(module.__version__),
+        module=module,
+        precision_flags="FP16" in flag_names,
+        strongly_typed_flag="STRONGLY_TYPED" in creation,
+        explicit_batch_flag="EXPLICIT_BATCH" in creation and hasattr(module.Builder, "max_batch_size"),
+        memory_pool_limit=hasattr(module.IBuilderConfig, "set_memory_pool_limit"),
+        buildable_sms=tuple(sorted(sms, key=lambda s: tuple(int(p) for p in s.split(".")))),
+        hardware_compatibility=hasattr(module, "HardwareCompatibilityLevel")
+        and hasattr(module.HardwareCompatibilityLevel, "AMPERE_PLUS"),
+    )
+
+
+def _import_flavor(name: str) -> Any | None:
+    try:
+        module = importlib.import_module(name)
+    except ImportError:
+        return None
+    # A type-stub package (tensorrt-stubs) makes `import tensorrt` succeed as an empty namespace.
+    return module if hasattr(module, "Builder") and hasattr(module, "__version__") else None
+
+
+@functools.lru_cache(maxsize=None)
+def probe_tensorrt(prefer: str | None = None) -> TensorRTFeatures | None:
+    """The first importable flavour (`prefer` first, then full TensorRT, then TensorRT-RTX), or None."""
+    order = ([prefer] if prefer else []) + [f for f in FLAVORS if f != prefer]
+    for name in order:
+        module = _import_flavor(name)
+        if module is not None:
+            return features_of(module)
+    return None

@@ -1,0 +1,201 @@
+"""Stage 3: ONNX → serialized TensorRT engine, plus its `model.engine.json` sidecar.
+
+One path for `tensorrt` 8.6/10/11 and `tensorrt_rtx`: the differences are `TensorRTFeatures` probes.
+Objects are annotated with the TensorRT 10 types so mypy checks every call against `tensorrt-stubs`;
+calls that only TensorRT-RTX has go through `getattr` behind a probe.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..compat import TensorRTFeatures
+from ..config import ConvertOptions
+from ..errors import BuildError
+from ..fileio import atomic_output, sha256_file
+from ..gpu import GpuInfo, detect_gpus
+from .export import InputPlan
+
+if TYPE_CHECKING:
+    import tensorrt as trt
+
+log = logging.getLogger(__name__)
+# Share of free GPU memory the builder may use by default; the rest stays for the CUDA context,
+# the parser's copies of the weights and whatever else runs on an edge device's shared memory.
+DEFAULT_WORKSPACE_FRACTION = 0.5
+_OOM_MARKERS = ("out of memory", "outofmemory", "insufficient memory", "requested amount of gpu memory")
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """What to build: the graph, its input plan and the precision it already carries."""
+
+    onnx_path: Path
+    plan: InputPlan
+    options: ConvertOptions
+    graph_is_fp16: bool
+
+
+def make_logger(api: Any) -> Any:
+    """A TensorRT logger that forwards to `logging`, drops repeated warnings and keeps errors for messages."""
+
+    class DeduplicatingLogger(api.ILogger):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            api.ILogger.__init__(self)
+            self.errors: list[str] = []
+            self._seen: set[str] = set()
+
+        def log(self, severity: Any, msg: str) -> None:
+            if severity in (api.ILogger.Severity.ERROR, api.ILogger.Severity.INTERNAL_ERROR):
+                self.errors.append(msg)
+                log.error("TensorRT: %s", msg)
+            elif severity == api.ILogger.Severity.WARNING and msg not in self._seen:
+                self._seen.add(msg)
+                log.warning("TensorRT: %s", msg)
+            else:
+                log.debug("TensorRT: %s", msg)
+
+    return DeduplicatingLogger()
+
+
+def build_engine(request: BuildRequest, features: TensorRTFeatures, engine_path: Path) -> dict[str, Any]:
+    """Parses the ONNX, builds and writes the engine atomically; returns the engine's description."""
+    api = features.module
+    logger = make_logger(api)
+    builder: trt.Builder = api.Builder(logger)
+    network: trt.INetworkDefinition = builder.create_network(_network_flags(features))
+    parser: trt.OnnxParser = api.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(request.onnx_path)):
+        raise BuildError("TensorRT cannot parse the ONNX graph", path=request.onnx_path,
+                         note=_parser_errors(parser), hint="check the node named here in Netron; try another --opset")
+    config: trt.IBuilderConfig = builder.create_builder_config()
+    profile = _add_profile(builder, config, network, request.plan, request.options)
+    gpus = detect_gpus()
+    workspace = _workspace_bytes(request.options, gpus)
+    if workspace is not None:
+        _set_workspace(config, features, workspace)
+    targets = _set_targets(config, features, request.options, gpus)
+    precision_flag = request.options.precision == "fp16" and features.precision_flags
+    if precision_flag:
+        config.set_flag(api.BuilderFlag.FP16)
+    started = time.perf_counter()
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise _build_failure(logger.errors, request.onnx_path)
+    with atomic_output(engine_path) as tmp:
+        with tmp.open("wb") as handle:
+            handle.write(memoryview(serialized))
+    return {
+        "flavor": features.flavor,
+        "tensorrt_version": features.version,
+        "engine_file": engine_path.name,
+        "engine_sha256": sha256_file(engine_path),
+        "onnx_file": request.onnx_path.name,
+        "onnx_sha256": sha256_file(request.onnx_path),
+        "builder_gpu": {"name": gpus[0].name, "compute_capability": gpus[0].compute_capability} if gpus else None,
+        "target_compute_capabilities": list(targets),
+        "precision": request.options.precision,
+        "precision_source": "builder flag" if precision_flag else "onnx graph",
+        "strongly_typed": features.strongly_typed_flag and not features.precision_flags,
+        "workspace_bytes": workspace,
+        "profile": profile,
+        "inputs": [_tensor_info(network.get_input(i)) for i in range(network.num_inputs)],
+        "outputs": [_tensor_info(network.get_output(i)) for i in range(network.num_outputs)],
+        "build_seconds": round(time.perf_counter() - started, 2),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _network_flags(features: TensorRTFeatures) -> int:
+    api = features.module
+    flags = 0
+    if features.explicit_batch_flag:
+        flags |= 1 << int(api.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    if features.strongly_typed_flag and not features.precision_flags:
+        flags |= 1 << int(api.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    return flags
+
+
+def _parser_errors(parser: trt.OnnxParser) -> str:
+    errors = []
+    for i in range(parser.num_errors):
+        err = parser.get_error(i)
+        errors.append(f"node {err.node_name() or err.node()} ({err.node_operator()}): {err.desc()}")
+    return "; ".join(errors) or "no parser error recorded"
+
+
+def _add_profile(builder: trt.Builder, config: trt.IBuilderConfig, network: trt.INetworkDefinition,
+                 plan: InputPlan, options: ConvertOptions) -> dict[str, Any]:
+    tensor = network.get_input(0)
+    batch = options.batch
+    mins, opts, maxs = ((plan.batch_fixed,) * 3 if plan.batch_fixed else (batch.min, batch.opt, batch.max))
+    shapes = [(b, 3, plan.height, plan.width) for b in (mins, opts, maxs)]
+    profile = builder.create_optimization_profile()
+    profile.set_shape(tensor.name, shapes[0], shapes[1], shapes[2])
+    config.add_optimization_profile(profile)
+    return {"input": tensor.name, "min": list(shapes[0]), "opt": list(shapes[1]), "max": list(shapes[2])}
+
+
+def _workspace_bytes(options: ConvertOptions, gpus: tuple[GpuInfo, ...]) -> int | None:
+    if options.workspace is not None:
+        return options.workspace
+    return int(gpus[0].free_bytes * DEFAULT_WORKSPACE_FRACTION) if gpus else None
+
+
+def _set_workspace(config: trt.IBuilderConfig, features: TensorRTFeatures, workspace: int) -> None:
+    if features.memory_pool_limit:
+        config.set_memory_pool_limit(features.module.MemoryPoolType.WORKSPACE, workspace)
+    else:  # TensorRT before 8.4
+        setattr(config, "max_workspace_size", workspace)
+
+
+def _set_targets(config: trt.IBuilderConfig, features: TensorRTFeatures, options: ConvertOptions,
+                 gpus: tuple[GpuInfo, ...]) -> tuple[str, ...]:
+    """Picks the compute capabilities the engine is for, and tells the builder."""
+    here = gpus[0].compute_capability if gpus else None
+    if features.buildable_sms:  # TensorRT-RTX: any listed SM, with or without that GPU
+        wanted = options.target_sms or ((here,) if here else _runtime_sms(features))
+        unknown = [sm for sm in wanted if sm not in features.buildable_sms]
+        if unknown:
+            raise BuildError(f"{features.flavor} {features.version} cannot build for compute capability "
+                             f"{', '.join(unknown)}", note=f"it builds for {', '.join(features.buildable_sms)}",
+                             hint="pick --target-sm from that list, or build with full TensorRT on the target device")
+        api = features.module
+        setattr(config, "num_compute_capabilities", len(wanted))
+        for index, sm in enumerate(wanted):
+            getattr(config, "set_compute_capability")(getattr(api.ComputeCapability, "SM" + sm.replace(".", "")), index)
+        return tuple(wanted)
+    if here is None:
+        raise BuildError(f"{features.flavor} {features.version} needs a GPU to build an engine",
+                         note="no CUDA device found", hint="build on the target device, or install tensorrt-rtx-cu13")
+    if not options.target_sms or options.target_sms == (here,):
+        return (here,)
+    if features.hardware_compatibility and all(float(sm) >= 8.0 for sm in options.target_sms + (here,)):
+        config.hardware_compatibility_level = features.module.HardwareCompatibilityLevel.AMPERE_PLUS
+        return options.target_sms
+    raise BuildError(f"TensorRT {features.version} builds only for this GPU (SM {here})",
+                     note=f"asked for {', '.join(options.target_sms)}",
+                     hint="run convert on the target device (e.g. the Jetson), or target only Ampere-or-newer GPUs")
+
+
+def _runtime_sms(features: TensorRTFeatures) -> tuple[str, ...]:
+    # With no GPU to build for, target every Ampere-or-newer capability the flavour can run on.
+    return tuple(sm for sm in features.buildable_sms if float(sm) >= 8.0)
+
+
+def _tensor_info(tensor: trt.ITensor) -> dict[str, Any]:
+    return {"name": tensor.name, "shape": list(tensor.shape), "dtype": str(tensor.dtype).split(".")[-1].lower()}
+
+
+def _build_failure(errors: list[str], onnx_path: Path) -> BuildError:
+    text = " ".join(errors)
+    if any(marker in text.lower() for marker in _OOM_MARKERS):
+        return BuildError("TensorRT ran out of memory building the engine", path=onnx_path, note=errors[-1],
+                          hint="lower --workspace (e.g. --workspace 1GiB) or the --batch maximum")
+    return BuildError("TensorRT could not build the engine", path=onnx_path,
+                      note=errors[-1] if errors else "no error logged", hint="rerun with --verbose for TensorRT's log")

@@ -1,0 +1,161 @@
+"""Stage 2: make the exported ONNX TensorRT-friendly and prove it still computes the same thing.
+
+onnxslim does shape inference, constant folding and Conv+BatchNorm folding; this module then narrows
+INT64 constants to INT32 (TensorRT has no native INT64 weights and warns about every one), checks the
+graph with `onnx.checker`, and compares it with the exported graph on ONNX Runtime before it is kept.
+"""
+
+from __future__ import annotations
+
+import collections
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from ..errors import OptimizeError
+from ..fileio import atomic_output
+
+_INT32_MIN, _INT32_MAX = np.iinfo(np.int32).min, np.iinfo(np.int32).max
+# Inputs whose ONNX type constraint admits int32 as well as int64 (Tind); others need a Cast.
+_INT32_INPUTS: dict[str, set[int]] = {
+    "Slice": {1, 2, 3, 4}, "Gather": {1}, "GatherElements": {1}, "GatherND": {1},
+    "ScatterElements": {1}, "ScatterND": {1}, "OneHot": {1},
+}
+# Slice clamps starts/ends to the axis, so INT64_MAX ("to the end") means the same as INT32_MAX.
+_CLAMPABLE = {("Slice", 1), ("Slice", 2)}
+# Ops kept in FP32 in the FP16 graph: reductions and normalisations lose range or precision in half,
+# Resize keeps its coordinate arithmetic exact, and the final argmax/softmax decides the labels.
+FP16_KEEP_FP32 = ("ReduceMean", "ReduceMax", "ReduceSum", "ReduceL2", "GlobalAveragePool",
+                  "BatchNormalization", "InstanceNormalization", "LayerNormalization",
+                  "Softmax", "ArgMax", "TopK")
+LOGIT_TOLERANCE = 1e-4  # relative to the largest |logit|
+
+
+def optimize_onnx(src: Path, dst: Path, batch_for_check: int) -> dict[str, Any]:
+    """Writes the TensorRT-friendly graph of `src` to `dst` and returns what changed."""
+    import onnxslim
+
+    model = onnx.load(str(src))
+    before = collections.Counter(n.op_type for n in model.graph.node)
+    try:
+        model = onnxslim.slim(model)
+    except Exception as exc:  # onnxslim raises plain exceptions on graphs it cannot handle
+        raise OptimizeError("onnxslim could not simplify the graph", path=src, note=str(exc).splitlines()[0],
+                            hint="report the model; --force after fixing re-runs only this stage") from None
+    narrowed, casts = narrow_int64_initializers(model)
+    _check(model, src)
+    with atomic_output(dst) as tmp:
+        onnx.save(model, str(tmp))
+        max_diff = compare_on_onnxruntime(src, tmp, batch_for_check)
+    after = collections.Counter(n.op_type for n in model.graph.node)
+    return {
+        "nodes_before": sum(before.values()),
+        "nodes_after": sum(after.values()),
+        "removed_ops": {op: before[op] - after.get(op, 0) for op in before if before[op] > after.get(op, 0)},
+        "int64_narrowed": narrowed,
+        "int64_casts_inserted": casts,
+        "int64_initializers_left": [i.name for i in model.graph.initializer if i.data_type == TensorProto.INT64],
+        "max_relative_difference": max_diff,
+    }
+
+
+def narrow_int64_initializers(model: onnx.ModelProto) -> tuple[int, int]:
+    """Stores every INT64 initializer whose values fit as INT32.
+
+    Where a consumer's type constraint allows int32 the initializer is retyped in place; elsewhere
+    (Reshape shapes, Resize sizes, Concat with a Shape output) an int32 initializer feeds a Cast back
+    to int64, which TensorRT runs as a cheap shape-tensor cast instead of warning about INT64 weights.
+    Returns (initializers narrowed, casts inserted).
+    """
+    consumers: dict[str, list[tuple[onnx.NodeProto, int]]] = collections.defaultdict(list)
+    for node in model.graph.node:
+        for slot, name in enumerate(node.input):
+            consumers[name].append((node, slot))
+    outputs = {o.name for o in model.graph.output}
+    narrowed = casts = 0
+    new_nodes = []
+    for init in model.graph.initializer:
+        if init.data_type != TensorProto.INT64 or init.name in outputs:
+            continue
+        uses = consumers.get(init.name, [])
+        values = numpy_helper.to_array(init)
+        if uses and all((n.op_type, s) in _CLAMPABLE for n, s in uses):
+            values = np.clip(values, _INT32_MIN, _INT32_MAX)
+        if values.size and (values.min() < _INT32_MIN or values.max() > _INT32_MAX):
+            continue
+        if all(slot in _INT32_INPUTS.get(node.op_type, set()) for node, slot in uses):
+            init.CopyFrom(numpy_helper.from_array(values.astype(np.int32), init.name))
+        else:
+            narrow_name = f"{init.name}__int32"
+            model.graph.initializer.append(numpy_helper.from_array(values.astype(np.int32), narrow_name))
+            new_nodes.append(helper.make_node("Cast", [narrow_name], [init.name], to=TensorProto.INT64,
+                                              name=f"{init.name}__to_int64"))
+            casts += 1
+        narrowed += 1
+    # Initializers that became Cast outputs must go; nodes must stay topologically sorted.
+    cast_outputs = {n.output[0] for n in new_nodes}
+    kept = [i for i in model.graph.initializer if i.name not in cast_outputs]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    nodes = new_nodes + list(model.graph.node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return narrowed, casts
+
+
+def _check(model: onnx.ModelProto, src: Path) -> None:
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise OptimizeError("optimized graph fails onnx.checker", path=src, note=str(exc).splitlines()[0]) from None
+
+
+def compare_on_onnxruntime(reference: Path, candidate: Path, batch: int) -> float:
+    """Runs both graphs on the same seeded input; returns the largest relative output difference.
+
+    Raises OptimizeError if float outputs differ by more than LOGIT_TOLERANCE of their range or
+    integer outputs (labels) differ at all.
+    """
+    import onnxruntime as ort
+
+    ref = ort.InferenceSession(str(reference), providers=["CPUExecutionProvider"])
+    cand = ort.InferenceSession(str(candidate), providers=["CPUExecutionProvider"])
+    feed = {}
+    for tensor in ref.get_inputs():
+        shape = [batch if not isinstance(d, int) else d for d in tensor.shape]
+        feed[tensor.name] = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
+    worst = 0.0
+    for name, want, got in zip([o.name for o in ref.get_outputs()], ref.run(None, feed), cand.run(None, feed)):
+        if want.shape != got.shape:
+            raise OptimizeError(f"output {name} changed shape {want.shape} -> {got.shape}", path=candidate)
+        if np.issubdtype(want.dtype, np.floating):
+            diff = float(np.abs(want.astype(np.float64) - got).max() / max(1.0, float(np.abs(want).max())))
+        else:
+            diff = float(np.mean(want != got))
+        if diff > (LOGIT_TOLERANCE if np.issubdtype(want.dtype, np.floating) else 0.0):
+            raise OptimizeError(f"optimized graph changed output {name}", path=candidate,
+                                note=f"relative difference {diff:.3g}", hint="report the model")
+        worst = max(worst, diff)
+    return worst
+
+
+def convert_to_fp16(src: Path, dst: Path) -> dict[str, Any]:
+    """FP16 graph for strongly typed TensorRT, with FP16_KEEP_FP32 ops and the I/O left in FP32."""
+    from onnxconverter_common import float16
+
+    model = onnx.load(str(src))
+    # Stale FP32 value_info from shape inference makes the converter type Conv weights inconsistently.
+    del model.graph.value_info[:]
+    block = list(float16.DEFAULT_OP_BLOCK_LIST) + list(FP16_KEEP_FP32)
+    with warnings.catch_warnings():  # one "will be truncated" warning per tiny weight: noise, not news
+        warnings.simplefilter("ignore", UserWarning)
+        half = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=block)
+    _check(half, src)
+    with atomic_output(dst) as tmp:
+        onnx.save(half, str(tmp))
+    kept = sorted({n.op_type for n in model.graph.node if n.op_type in block})
+    return {"kept_fp32_ops": kept}
