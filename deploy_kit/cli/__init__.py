@@ -20,12 +20,12 @@ COMMANDS = {"convert": convert}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deploy-kit", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="deploy-kit", description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--version", action="version", version=f"deploy-kit {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug logs (TensorRT's included)")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, module in COMMANDS.items():
-        command = sub.add_parser(name, help=module.__doc__.splitlines()[0], description=module.__doc__,
+        command = sub.add_parser(name, help=(module.__doc__ or "").splitlines()[0], description=module.__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(command)
         command.set_defaults(run=module.run)

@@ -74,7 +74,7 @@ def build_engine(request: BuildRequest, features: TensorRTFeatures, engine_path:
         raise BuildError("TensorRT cannot parse the ONNX graph", path=request.onnx_path,
                          note=_parser_errors(parser), hint="check the node named here in Netron; try another --opset")
     config: trt.IBuilderConfig = builder.create_builder_config()
-    profile = _add_profile(builder, config, network, request.plan, request.options)
+    profile = _add_profile(features, builder, config, network, request.plan, request.options)
     gpus = detect_gpus()
     workspace = _workspace_bytes(request.options, gpus)
     if workspace is not None:
@@ -129,14 +129,14 @@ def _parser_errors(parser: trt.OnnxParser) -> str:
     return "; ".join(errors) or "no parser error recorded"
 
 
-def _add_profile(builder: trt.Builder, config: trt.IBuilderConfig, network: trt.INetworkDefinition,
+def _add_profile(features: TensorRTFeatures, builder: trt.Builder, config: trt.IBuilderConfig, network: trt.INetworkDefinition,
                  plan: InputPlan, options: ConvertOptions) -> dict[str, Any]:
     tensor = network.get_input(0)
     batch = options.batch
     mins, opts, maxs = ((plan.batch_fixed,) * 3 if plan.batch_fixed else (batch.min, batch.opt, batch.max))
     shapes = [(b, 3, plan.height, plan.width) for b in (mins, opts, maxs)]
     profile = builder.create_optimization_profile()
-    profile.set_shape(tensor.name, shapes[0], shapes[1], shapes[2])
+    profile.set_shape(tensor.name, *(features.module.Dims(list(shape)) for shape in shapes))
     config.add_optimization_profile(profile)
     return {"input": tensor.name, "min": list(shapes[0]), "opt": list(shapes[1]), "max": list(shapes[2])}
 
@@ -189,7 +189,8 @@ def _runtime_sms(features: TensorRTFeatures) -> tuple[str, ...]:
 
 
 def _tensor_info(tensor: trt.ITensor) -> dict[str, Any]:
-    return {"name": tensor.name, "shape": list(tensor.shape), "dtype": str(tensor.dtype).split(".")[-1].lower()}
+    shape = tensor.shape
+    return {"name": tensor.name, "shape": [shape[i] for i in range(len(shape))], "dtype": str(tensor.dtype).split(".")[-1].lower()}
 
 
 def _build_failure(errors: list[str], onnx_path: Path) -> BuildError:

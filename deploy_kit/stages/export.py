@@ -32,10 +32,10 @@ class InputPlan:
 
 def plan_input(deploy: DeployConfig, options: ConvertOptions) -> InputPlan:
     """Decides the model's H and W: fixed in deploy.yaml, else a Resize transform, else --input-shape."""
-    yaml_hw = tuple(deploy.input_shape[2:]) if deploy.has_static_hw else None
+    yaml_hw = (int(deploy.input_shape[2] or 0), int(deploy.input_shape[3] or 0)) if deploy.has_static_hw else None
     batch = deploy.input_shape[0] if isinstance(deploy.input_shape[0], int) else None
     if options.input_shape is not None:
-        hw, source = options.input_shape[2:], "--input-shape"
+        hw, source = (options.input_shape[2], options.input_shape[3]), "--input-shape"
         if yaml_hw is not None and tuple(hw) != yaml_hw:
             raise ConfigError(f"--input-shape asks for {hw[0]}x{hw[1]} but the model was exported at "
                               f"{yaml_hw[0]}x{yaml_hw[1]}", path=deploy.model_dir / "deploy.yaml",

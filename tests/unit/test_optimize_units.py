@@ -1,0 +1,45 @@
+"""INT64 narrowing on tiny graphs built with onnx.helper, checked against ONNX Runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from deploy_kit.stages.optimize import compare_on_onnxruntime, narrow_int64_initializers
+
+
+def _graph(tmp_path: Path) -> tuple[onnx.ModelProto, Path]:
+    i64 = lambda name, values: numpy_helper.from_array(np.array(values, dtype=np.int64), name)  # noqa: E731
+    nodes = [
+        helper.make_node("Slice", ["x", "starts", "ends", "axes"], ["s"], name="slice"),
+        helper.make_node("Reshape", ["s", "shape"], ["r"], name="reshape"),
+        helper.make_node("Gather", ["r", "idx"], ["y"], axis=1, name="gather"),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])],
+        [i64("starts", [1]), i64("ends", [np.iinfo(np.int64).max]), i64("axes", [2]), i64("shape", [0, -1]),
+         i64("idx", [0, 3, 5]), i64("unused_big", [2**40])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    path = tmp_path / "ref.onnx"
+    onnx.save(model, str(path))
+    return model, path
+
+
+def test_narrowing_retypes_casts_and_clamps_without_changing_outputs(tmp_path):
+    model, reference = _graph(tmp_path)
+    narrowed, casts = narrow_int64_initializers(model)
+    types = {i.name: i.data_type for i in model.graph.initializer}
+    assert types["starts"] == types["axes"] == types["idx"] == TensorProto.INT32
+    assert types["ends"] == TensorProto.INT32  # INT64_MAX clamped: Slice clamps to the axis anyway
+    assert "shape" not in types and types["shape__int32"] == TensorProto.INT32  # Reshape needs int64
+    assert [n.op_type for n in model.graph.node][0] == "Cast"
+    assert types["unused_big"] == TensorProto.INT64  # does not fit, so kept
+    assert (narrowed, casts) == (5, 1)
+    onnx.checker.check_model(model, full_check=True)
+    candidate = tmp_path / "narrow.onnx"
+    onnx.save(model, str(candidate))
+    assert compare_on_onnxruntime(reference, candidate, batch=3) == 0.0
