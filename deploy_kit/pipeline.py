@@ -116,7 +116,8 @@ def convert(model_dir: Path, out_dir: Path, options: ConvertOptions, report: Rep
     out_dir.mkdir(parents=True, exist_ok=True)
     cache = _Cache(out_dir / REPORT_NAME, options.force)
     cache.document.update({"deploy_kit_version": __version__, "model_dir": str(model_dir.resolve()),
-                           "input": asdict(plan), "options": _options_record(options)})
+                           "input": asdict(plan), "options": _options_record(options),
+                           "preprocessing": preprocessing_of(deploy, plan)})
     model_sha, params_sha = sha256_file(deploy.model_file), sha256_file(deploy.params_file)
     stages = [_run_stage(cache, "export", {"model": model_sha, "params": params_sha, "opset": options.opset,
                                            "plan": asdict(plan), "paddle2onnx": _tool_version("paddle2onnx")},

@@ -14,9 +14,9 @@ from typing import Sequence
 
 from .. import __version__
 from ..errors import DeployKitError
-from . import convert
+from . import convert, infer
 
-COMMANDS = {"convert": convert}
+COMMANDS = {"convert": convert, "infer": infer}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,31 @@
+"""ONNX Runtime on the CPU: the executor for machines without a GPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .executor import HostExecutor, TensorSpec
+
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int32)": np.int32,
+              "tensor(int64)": np.int64}
+
+
+def tensor_spec(arg) -> TensorSpec:  # type: ignore[no-untyped-def]
+    shape = tuple(d if isinstance(d, int) else -1 for d in arg.shape)
+    return TensorSpec(arg.name, np.dtype(_ORT_TYPES[arg.type]), shape)
+
+
+class OnnxRuntimeCpuExecutor(HostExecutor):
+    name = "onnxruntime-cpu"
+
+    def __init__(self, onnx_path: Path) -> None:
+        import onnxruntime as ort
+
+        self.session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        self.input = tensor_spec(self.session.get_inputs()[0])
+        self.output = tensor_spec(self.session.get_outputs()[0])
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run([self.output.name], {self.input.name: batch.astype(self.input.dtype, copy=False)})[0]

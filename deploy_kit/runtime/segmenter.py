@@ -1,0 +1,200 @@
+"""`Segmenter`: the Python API behind `deploy-kit infer`.
+
+    with Segmenter("build/") as seg:
+        labels = seg.predict([cv2.imread("street.png")])
+
+It takes a `convert` output folder or a PaddleSeg inference folder (converted on the fly into the
+cache), picks the best backend that works here and says why, and returns uint8 label maps at each
+image's original size.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..compat import TensorRTFeatures, probe_tensorrt
+from ..errors import ConfigError, EngineCompatibilityError
+from ..gpu import GpuInfo, detect_gpus
+from .postprocess import postprocess_cpu
+from .preprocess import PreprocessSpec, preprocess_cpu
+
+log = logging.getLogger(__name__)
+BACKENDS = ("auto", "tensorrt", "onnxruntime-cuda", "onnxruntime-cpu")
+# Compute capabilities whose kernels the TensorRT-RTX 1.7 runtime ships (Ampere, Ada, Blackwell).
+RTX_RUNTIME_SMS = ("8.0", "8.6", "8.9", "12.0", "12.1")
+
+
+@dataclass(frozen=True)
+class ConvertedModel:
+    """A `convert` output folder: ONNX graphs, optional engines and the preprocessing to apply."""
+
+    folder: Path
+    onnx: Path
+    preprocessing: dict[str, Any]
+
+    def engine_for(self, features: TensorRTFeatures) -> tuple[Path, dict[str, Any]] | None:
+        engine = self.folder / features.engine_name
+        meta = engine.with_name(engine.name + ".json")
+        if engine.is_file() and meta.is_file():
+            return engine, json.loads(meta.read_text())
+        return None
+
+
+def open_model(model: Path) -> ConvertedModel:
+    """Reads a convert output folder, or converts a PaddleSeg inference folder into the cache first."""
+    if (model / "convert.json").is_file():
+        report = json.loads((model / "convert.json").read_text())
+        if "preprocessing" not in report or not (model / "model.opt.onnx").is_file():
+            raise ConfigError("convert output is incomplete", path=model,
+                              hint=f"run deploy-kit convert MODEL -o {model} --force")
+        return ConvertedModel(model, model / "model.opt.onnx", report["preprocessing"])
+    if (model / "deploy.yaml").is_file():
+        return open_model(_convert_into_cache(model))
+    raise ConfigError("not a model folder", path=model,
+                      hint="pass a deploy-kit convert output (convert.json) or a PaddleSeg export (deploy.yaml)")
+
+
+def _convert_into_cache(model: Path) -> Path:
+    from ..config import ConvertOptions
+    from ..fileio import sha256_json
+    from ..models import cache_root
+    from ..pipeline import convert
+
+    out = cache_root() / "converted" / sha256_json(str(model.resolve()))[:16]
+    features = probe_tensorrt()
+    options = ConvertOptions(onnx_only=features is None or not detect_gpus())
+    convert(model, out, options, lambda stage: log.info("convert %s: %s", stage.name, stage.status))
+    return out
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    name: str
+    reason: str
+    engine: Path | None = None
+    features: TensorRTFeatures | None = None
+
+
+def engine_problem(meta: dict[str, Any], features: TensorRTFeatures, gpu: GpuInfo) -> str | None:
+    """Why an engine cannot run on this GPU with this TensorRT, or None if it can."""
+    if meta.get("tensorrt_version") != features.version:
+        return f"engine built by {meta.get('flavor')} {meta.get('tensorrt_version')}, this is {features.version}"
+    if features.flavor == "tensorrt_rtx" and gpu.compute_capability not in RTX_RUNTIME_SMS:
+        return (f"TensorRT-RTX {features.version} does not support SM {gpu.compute_capability} "
+                f"({gpu.name}); it runs on {', '.join(RTX_RUNTIME_SMS)}")
+    if gpu.compute_capability not in meta.get("target_compute_capabilities", []):
+        return f"engine targets SM {', '.join(meta.get('target_compute_capabilities', []))}, this GPU is SM {gpu.compute_capability}"
+    return None
+
+
+def choose_backend(model: ConvertedModel, wanted: str, device: int) -> BackendChoice:
+    """The best backend that can run here ('auto'), or the one asked for; each choice says why."""
+    if wanted not in BACKENDS:
+        raise ConfigError(f"unknown backend {wanted!r}", hint=f"use one of {', '.join(BACKENDS)}")
+    gpus = detect_gpus()
+    gpu = gpus[device] if device < len(gpus) else None
+    reasons = []
+    if wanted in ("auto", "tensorrt"):
+        features = probe_tensorrt()
+        found = model.engine_for(features) if features else None
+        problem = ("no TensorRT installed" if features is None else
+                   f"no {features.flavor} engine in {model.folder}" if found is None else
+                   f"no CUDA GPU {device}" if gpu is None else engine_problem(found[1], features, gpu))
+        if problem is None and found is not None:
+            return BackendChoice(features.flavor if features else "tensorrt", f"engine {found[0].name} runs on "
+                                 f"{gpu.name if gpu else '?'}", found[0], features)
+        if wanted == "tensorrt":
+            raise EngineCompatibilityError("cannot run the TensorRT engine", path=model.folder, note=problem,
+                                           hint="use --backend auto, or rebuild: deploy-kit convert MODEL -o "
+                                                f"{model.folder} --force on this machine")
+        reasons.append(problem)
+    if wanted in ("auto", "onnxruntime-cuda"):
+        from .onnxruntime_cuda import cuda_provider_available
+
+        problem = ("no CUDA GPU found" if gpu is None else
+                   None if cuda_provider_available() else "onnxruntime has no CUDA provider (pip install onnxruntime-gpu)")
+        if problem is None and gpu is not None:
+            return BackendChoice("onnxruntime-cuda", "; ".join(reasons + [f"ONNX Runtime CUDA on {gpu.name}"]))
+        if wanted == "onnxruntime-cuda":
+            raise EngineCompatibilityError("cannot run ONNX Runtime CUDA", note=problem,
+                                           hint="use --backend onnxruntime-cpu")
+        reasons.append(problem)
+    return BackendChoice("onnxruntime-cpu", "; ".join([r for r in reasons if r] + ["ONNX Runtime on the CPU"]))
+
+
+class Segmenter:
+    """Semantic segmentation of BGR uint8 images with a converted PaddleSeg model."""
+
+    def __init__(self, model: Path | str, backend: str = "auto", device: int = 0, max_batch: int = 8) -> None:
+        self.model = open_model(Path(model))
+        self.spec = PreprocessSpec.from_metadata(self.model.preprocessing)
+        self.choice = choose_backend(self.model, backend, device)
+        self.max_batch = max_batch
+        self._gpu: Any = None
+        self._host: Any = None
+        self._owned: list[Any] = []
+        if self.choice.name == "onnxruntime-cpu":
+            from .onnxruntime_cpu import OnnxRuntimeCpuExecutor
+
+            self._host = OnnxRuntimeCpuExecutor(self.model.onnx)
+        else:
+            self._open_gpu(device)
+
+    def _open_gpu(self, device: int) -> None:
+        from .cuda import CudaContext, Stream
+        from .gpu_pipeline import GpuPipeline
+
+        context = CudaContext(device)
+        stream = Stream()
+        self._owned = [stream, context]
+        executor: Any
+        if self.choice.engine is not None and self.choice.features is not None:
+            from .tensorrt_executor import TensorRTExecutor
+
+            executor = TensorRTExecutor(self.choice.engine, self.choice.features)
+        else:
+            from .onnxruntime_cuda import OnnxRuntimeCudaExecutor
+
+            executor = OnnxRuntimeCudaExecutor(self.model.onnx, device, stream)
+        self._owned.insert(0, executor)
+        if not self.spec.gpu_ready:
+            raise ConfigError("preprocessing has transforms without a GPU kernel",
+                              hint="use --backend onnxruntime-cpu for this model")
+        self._gpu = GpuPipeline(executor, self.spec, context, stream, self.max_batch)
+
+    @property
+    def backend(self) -> str:
+        return self.choice.name
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """uint8 label maps, one per BGR uint8 HxWx3 image, at the image's size."""
+        results: list[np.ndarray] = []
+        for start in range(0, len(images), self.max_batch):
+            chunk = list(images[start:start + self.max_batch])
+            if self._gpu is not None:
+                results.extend(self._gpu.run(chunk))
+            else:
+                batch = np.stack([preprocess_cpu(im, self.spec) for im in chunk])
+                outputs = self._host.run(batch)
+                results.extend(postprocess_cpu(out, im.shape[:2]) for out, im in zip(outputs, chunk))
+        return results
+
+    def close(self) -> None:
+        if self._gpu is not None:
+            self._gpu.close()
+            self._gpu = None
+        for owned in self._owned:
+            owned.close()
+        self._owned = []
+
+    def __enter__(self) -> Segmenter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
