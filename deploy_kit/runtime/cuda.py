@@ -130,7 +130,7 @@ class PinnedBuffer(_Owned):
         if count * np.dtype(dtype).itemsize > self.nbytes:
             raise ValueError(f"view of {count} x {np.dtype(dtype)} exceeds {self.nbytes} pinned bytes")
         raw = (ctypes.c_uint8 * max(1, self.nbytes)).from_address(self.ptr)
-        return np.frombuffer(raw, dtype=dtype, count=count).reshape(shape)
+        return np.frombuffer(memoryview(raw), dtype=dtype, count=count).reshape(shape)
 
     def _release(self) -> None:
         check_cuda(self._driver.cuMemFreeHost(self.ptr))
@@ -186,6 +186,9 @@ class Event(_Owned):
         check_cuda(self._driver.cuEventDestroy(self.handle))
 
 
+KernelArg = tuple[Any, Any]  # (value, ctypes type)
+
+
 @dataclass
 class Kernel:
     """A compiled kernel function; launch() takes (value, ctypes type) pairs."""
@@ -194,7 +197,7 @@ class Kernel:
     name: str
 
     def launch(self, grid: tuple[int, int, int], block: tuple[int, int, int], stream: Stream,
-               args: Sequence[tuple[Any, Any]]) -> None:
+               args: Sequence[KernelArg]) -> None:
         from cuda.bindings import driver
 
         values = tuple(a[0] for a in args)
@@ -209,6 +212,7 @@ class KernelModule(_Owned):
     source: str
     compute_capability: tuple[int, int]
     cache_dir: Path | None = None
+    headers: tuple[tuple[str, str], ...] = ()  # (include name, source) pairs NVRTC may #include
     options: tuple[str, ...] = ("--std=c++17", "-default-device")
     _module: Any = field(default=None, init=False)
 
@@ -226,11 +230,12 @@ class KernelModule(_Owned):
         return f"sm_{self.compute_capability[0]}{self.compute_capability[1]}"
 
     def _load_or_compile(self) -> bytes:
-        digest = hashlib.sha256((self.source + self.arch + " ".join(self.options)).encode()).hexdigest()[:16]
+        key = self.source + "".join(n + h for n, h in self.headers) + self.arch + " ".join(self.options)
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         cached = self.cache_dir / f"{digest}_{self.arch}.cubin" if self.cache_dir else None
         if cached is not None and cached.is_file():
             return cached.read_bytes()
-        cubin = compile_cubin(self.source, self.arch, self.options)
+        cubin = compile_cubin(self.source, self.arch, self.options, self.headers)
         if cached is not None:
             from ..fileio import write_bytes_atomic
 
@@ -246,11 +251,12 @@ class KernelModule(_Owned):
         check_cuda(self._driver.cuModuleUnload(self._module))
 
 
-def compile_cubin(source: str, arch: str, options: Sequence[str]) -> bytes:
+def compile_cubin(source: str, arch: str, options: Sequence[str], headers: Sequence[tuple[str, str]] = ()) -> bytes:
     """NVRTC: CUDA C++ source → cubin for `arch`; a compile error carries NVRTC's log."""
     from cuda.bindings import nvrtc
 
-    program = check_cuda(nvrtc.nvrtcCreateProgram(source.encode(), b"deploy_kit.cu", 0, [], []))
+    program = check_cuda(nvrtc.nvrtcCreateProgram(source.encode(), b"deploy_kit.cu", len(headers),
+                                                  [h[1].encode() for h in headers], [h[0].encode() for h in headers]))
     try:
         opts = [f"--gpu-architecture={arch}".encode(), *(o.encode() for o in options)]
         err, = nvrtc.nvrtcCompileProgram(program, len(opts), opts)

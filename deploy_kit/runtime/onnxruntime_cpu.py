@@ -12,6 +12,15 @@ _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tenso
               "tensor(int64)": np.int64}
 
 
+def quiet_session_options():  # type: ignore[no-untyped-def]
+    """Session options that keep ONNX Runtime's placement notes out of the user's terminal (errors still show)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return options
+
+
 def tensor_spec(arg) -> TensorSpec:  # type: ignore[no-untyped-def]
     shape = tuple(d if isinstance(d, int) else -1 for d in arg.shape)
     return TensorSpec(arg.name, np.dtype(_ORT_TYPES[arg.type]), shape)
@@ -23,7 +32,7 @@ class OnnxRuntimeCpuExecutor(HostExecutor):
     def __init__(self, onnx_path: Path) -> None:
         import onnxruntime as ort
 
-        self.session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(onnx_path), quiet_session_options(), providers=["CPUExecutionProvider"])
         self.input = tensor_spec(self.session.get_inputs()[0])
         self.output = tensor_spec(self.session.get_outputs()[0])
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from ..errors import EngineCompatibilityError
 from .cuda import Stream
 from .executor import DeviceExecutor
-from .onnxruntime_cpu import tensor_spec
+from .onnxruntime_cpu import quiet_session_options, tensor_spec
 
 
 def cuda_provider_available() -> bool:
@@ -31,7 +31,7 @@ class OnnxRuntimeCudaExecutor(DeviceExecutor):
 
         options = {"device_id": device_index, "user_compute_stream": str(stream.ptr),
                    "cudnn_conv_algo_search": "HEURISTIC"}
-        self.session = ort.InferenceSession(str(onnx_path), providers=[("CUDAExecutionProvider", options)])
+        self.session = ort.InferenceSession(str(onnx_path), quiet_session_options(), providers=[("CUDAExecutionProvider", options)])
         if "CUDAExecutionProvider" not in self.session.get_providers():
             raise EngineCompatibilityError("ONNX Runtime could not start its CUDA provider", path=onnx_path,
                                            hint="install onnxruntime-gpu matching your CUDA, or use --backend onnxruntime-cpu")

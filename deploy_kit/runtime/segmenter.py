@@ -120,7 +120,7 @@ def choose_backend(model: ConvertedModel, wanted: str, device: int) -> BackendCh
         problem = ("no CUDA GPU found" if gpu is None else
                    None if cuda_provider_available() else "onnxruntime has no CUDA provider (pip install onnxruntime-gpu)")
         if problem is None and gpu is not None:
-            return BackendChoice("onnxruntime-cuda", "; ".join(reasons + [f"ONNX Runtime CUDA on {gpu.name}"]))
+            return BackendChoice("onnxruntime-cuda", "; ".join([r for r in reasons if r] + [f"ONNX Runtime CUDA on {gpu.name}"]))
         if wanted == "onnxruntime-cuda":
             raise EngineCompatibilityError("cannot run ONNX Runtime CUDA", note=problem,
                                            hint="use --backend onnxruntime-cpu")
@@ -182,7 +182,7 @@ class Segmenter:
             else:
                 batch = np.stack([preprocess_cpu(im, self.spec) for im in chunk])
                 outputs = self._host.run(batch)
-                results.extend(postprocess_cpu(out, im.shape[:2]) for out, im in zip(outputs, chunk))
+                results.extend(postprocess_cpu(out, (im.shape[0], im.shape[1])) for out, im in zip(outputs, chunk))
         return results
 
     def close(self) -> None:

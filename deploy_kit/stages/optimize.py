@@ -50,7 +50,10 @@ def optimize_onnx(src: Path, dst: Path, batch_for_check: int) -> dict[str, Any]:
     _check(model, src)
     with atomic_output(dst) as tmp:
         onnx.save(model, str(tmp))
-        max_diff = compare_on_onnxruntime(src, tmp, batch_for_check)
+        max_diff, shapes = compare_on_onnxruntime(src, tmp, batch_for_check)
+        if _make_output_dims_static(model, shapes):
+            _check(model, src)
+            onnx.save(model, str(tmp))
     after = collections.Counter(n.op_type for n in model.graph.node)
     return {
         "nodes_before": sum(before.values()),
@@ -114,8 +117,22 @@ def _check(model: onnx.ModelProto, src: Path) -> None:
         raise OptimizeError("optimized graph fails onnx.checker", path=src, note=str(exc).splitlines()[0]) from None
 
 
-def compare_on_onnxruntime(reference: Path, candidate: Path, batch: int) -> float:
-    """Runs both graphs on the same seeded input; returns the largest relative output difference.
+def _make_output_dims_static(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> bool:
+    """Writes the measured non-batch output dims into the graph (paddle2onnx leaves H and W symbolic),
+    so executors can size their output buffers from the model alone."""
+    changed = False
+    for output in model.graph.output:
+        dims = output.type.tensor_type.shape.dim
+        for index, dim in enumerate(dims):
+            if index > 0 and not dim.HasField("dim_value") and output.name in shapes:
+                dim.dim_value = shapes[output.name][index]
+                changed = True
+    return changed
+
+
+def compare_on_onnxruntime(reference: Path, candidate: Path, batch: int) -> tuple[float, dict[str, tuple[int, ...]]]:
+    """Runs both graphs on the same seeded input; returns the largest relative output difference and
+    the output shapes.
 
     Raises OptimizeError if float outputs differ by more than LOGIT_TOLERANCE of their range or
     integer outputs (labels) differ at all.
@@ -128,7 +145,7 @@ def compare_on_onnxruntime(reference: Path, candidate: Path, batch: int) -> floa
     for tensor in ref.get_inputs():
         shape = [batch if not isinstance(d, int) else d for d in tensor.shape]
         feed[tensor.name] = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
-    worst = 0.0
+    worst, shapes = 0.0, {}
     for name, want, got in zip([o.name for o in ref.get_outputs()], ref.run(None, feed), cand.run(None, feed)):
         if want.shape != got.shape:
             raise OptimizeError(f"output {name} changed shape {want.shape} -> {got.shape}", path=candidate)
@@ -140,7 +157,8 @@ def compare_on_onnxruntime(reference: Path, candidate: Path, batch: int) -> floa
             raise OptimizeError(f"optimized graph changed output {name}", path=candidate,
                                 note=f"relative difference {diff:.3g}", hint="report the model")
         worst = max(worst, diff)
-    return worst
+        shapes[name] = tuple(want.shape)
+    return worst, shapes
 
 
 def convert_to_fp16(src: Path, dst: Path) -> dict[str, Any]:

@@ -1,10 +1,10 @@
 // Model output -> uint8 label map at the image's original size. Nearest-neighbour resize exactly as
 // PaddleSeg's reverse_transform (paddle.nn.functional.interpolate, mode="nearest", align_corners=False):
 // source index = (int)((float)in / out * dst_index), in float32.
-#include <cuda_fp16.h>
+#include "half.cuh"
 
 __device__ __forceinline__ float as_float(float v) { return v; }
-__device__ __forceinline__ float as_float(__half v) { return __half2float(v); }
+__device__ __forceinline__ float as_float(half_bits v) { return f16_to_f32(v); }
 
 __device__ __forceinline__ int nearest_source(int d, float ratio, int size) {
     return min((int)(ratio * (float)d), size - 1);
@@ -33,9 +33,9 @@ extern "C" __global__ void argmax_resize_f32(const float* scores, int classes, i
     argmax_resize<float>(scores, classes, in_h, in_w, labels, out_h, out_w, ratio_y, ratio_x);
 }
 
-extern "C" __global__ void argmax_resize_f16(const __half* scores, int classes, int in_h, int in_w,
+extern "C" __global__ void argmax_resize_f16(const half_bits* scores, int classes, int in_h, int in_w,
                                              unsigned char* labels, int out_h, int out_w, float ratio_y, float ratio_x) {
-    argmax_resize<__half>(scores, classes, in_h, in_w, labels, out_h, out_w, ratio_y, ratio_x);
+    argmax_resize<half_bits>(scores, classes, in_h, in_w, labels, out_h, out_w, ratio_y, ratio_x);
 }
 
 // Label maps from an `output_op: argmax` model (int32), resized the same way.

@@ -1,11 +1,11 @@
 // uint8 HWC BGR image -> NCHW model input, as PaddleSeg's Compose(to_rgb) + Resize(LINEAR) + Normalize
 // compute it: the image is read as float32, resized by cv2.resize INTER_LINEAR (half-pixel centres,
 // edge clamping, horizontal pass then vertical, float coefficients), then (v / 255 - mean) / std.
-#include <cuda_fp16.h>
+#include "half.cuh"
 
 template <typename T> __device__ __forceinline__ T to_output(float v);
 template <> __device__ __forceinline__ float to_output<float>(float v) { return v; }
-template <> __device__ __forceinline__ __half to_output<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ half_bits to_output<half_bits>(float v) { return f32_to_f16(v); }
 
 struct Tap {
     int i0, i1;
@@ -58,7 +58,7 @@ extern "C" __global__ void preprocess_f32(const unsigned char* src, int src_h, i
 }
 
 extern "C" __global__ void preprocess_f16(const unsigned char* src, int src_h, int src_w, int src_stride,
-                                          __half* dst, int dst_h, int dst_w, double scale_y, double scale_x,
+                                          half_bits* dst, int dst_h, int dst_w, double scale_y, double scale_x,
                                           float m0, float m1, float m2, float s0, float s1, float s2, int to_rgb) {
-    preprocess<__half>(src, src_h, src_w, src_stride, dst, dst_h, dst_w, scale_y, scale_x, m0, m1, m2, s0, s1, s2, to_rgb);
+    preprocess<half_bits>(src, src_h, src_w, src_stride, dst, dst_h, dst_w, scale_y, scale_x, m0, m1, m2, s0, s1, s2, to_rgb);
 }
