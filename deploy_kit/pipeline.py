@@ -193,3 +193,27 @@ def _build(deploy: DeployConfig, plan: InputPlan, options: ConvertOptions, featu
     return [engine.name, metadata_name], {"engine": engine.name, "flavor": features.flavor,
                                           "tensorrt_version": features.version,
                                           "targets": description["target_compute_capabilities"]}
+
+
+def rebuild_engine(folder: Path, features: TensorRTFeatures, target_sms: tuple[str, ...] | None = None,
+                   out_dir: Path | None = None) -> Path:
+    """Rebuilds a convert output's engine from the ONNX beside it, with the options it was converted
+    with, for this GPU (or `target_sms`), into the cache (or `out_dir`); returns the engine."""
+    from .config import BatchRange
+    from .models import cache_root
+    from .stages.build import BuildRequest, build_engine
+
+    report = json.loads((folder / REPORT_NAME).read_text())
+    recorded = report["options"]
+    options = ConvertOptions(opset=recorded["opset"], precision=recorded["precision"],
+                             batch=BatchRange(**recorded["batch"]), workspace=recorded["workspace"],
+                             target_sms=target_sms)
+    plan = InputPlan(**report["input"])
+    graph = folder / (FP16_NAME if options.precision == "fp16" and features.fp16_needs_fp16_graph else OPT_NAME)
+    key = sha256_json([sha256_file(graph), features.flavor, features.version, _gpu_record(), _options_record(options)])
+    engine = (out_dir or cache_root() / "engines" / key[:16]) / features.engine_name
+    if out_dir is not None or not engine.is_file():
+        description = build_engine(BuildRequest(graph, plan, options, graph.name == FP16_NAME), features, engine)
+        description["preprocessing"] = report["preprocessing"]
+        write_json_atomic(engine.with_name(engine.name + ".json"), description)
+    return engine

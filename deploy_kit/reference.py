@@ -26,6 +26,7 @@ class PaddleReference:
         config = inference.Config(str(deploy.model_file), str(deploy.params_file))
         config.disable_gpu()
         config.disable_mkldnn()  # oneDNN kernels mis-handle PP-LiteSeg's pooling on the CPU
+        config.disable_glog_info()
         config.switch_ir_optim(False)
         self._predictor = inference.create_predictor(config)
         self.deploy = deploy

@@ -14,9 +14,9 @@ from typing import Sequence
 
 from .. import __version__
 from ..errors import DeployKitError
-from . import convert, infer
+from . import convert, doctor, eval, infer
 
-COMMANDS = {"convert": convert, "infer": infer}
+COMMANDS = {"convert": convert, "infer": infer, "eval": eval, "doctor": doctor}
 
 
 def build_parser() -> argparse.ArgumentParser:

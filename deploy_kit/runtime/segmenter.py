@@ -20,14 +20,13 @@ import numpy as np
 
 from ..compat import TensorRTFeatures, probe_tensorrt
 from ..errors import ConfigError, EngineCompatibilityError
-from ..gpu import GpuInfo, detect_gpus
+from ..doctor import blocking_errors, engine_problems, fast_readings
+from ..gpu import detect_gpus
 from .postprocess import postprocess_cpu
 from .preprocess import PreprocessSpec, preprocess_cpu
 
 log = logging.getLogger(__name__)
 BACKENDS = ("auto", "tensorrt", "onnxruntime-cuda", "onnxruntime-cpu")
-# Compute capabilities whose kernels the TensorRT-RTX 1.7 runtime ships (Ampere, Ada, Blackwell).
-RTX_RUNTIME_SMS = ("8.0", "8.6", "8.9", "12.0", "12.1")
 
 
 @dataclass(frozen=True)
@@ -81,34 +80,37 @@ class BackendChoice:
     features: TensorRTFeatures | None = None
 
 
-def engine_problem(meta: dict[str, Any], features: TensorRTFeatures, gpu: GpuInfo) -> str | None:
-    """Why an engine cannot run on this GPU with this TensorRT, or None if it can."""
-    if meta.get("tensorrt_version") != features.version:
-        return f"engine built by {meta.get('flavor')} {meta.get('tensorrt_version')}, this is {features.version}"
-    if features.flavor == "tensorrt_rtx" and gpu.compute_capability not in RTX_RUNTIME_SMS:
-        return (f"TensorRT-RTX {features.version} does not support SM {gpu.compute_capability} "
-                f"({gpu.name}); it runs on {', '.join(RTX_RUNTIME_SMS)}")
-    if gpu.compute_capability not in meta.get("target_compute_capabilities", []):
-        return f"engine targets SM {', '.join(meta.get('target_compute_capabilities', []))}, this GPU is SM {gpu.compute_capability}"
-    return None
-
-
 def choose_backend(model: ConvertedModel, wanted: str, device: int) -> BackendChoice:
     """The best backend that can run here ('auto'), or the one asked for; each choice says why."""
     if wanted not in BACKENDS:
         raise ConfigError(f"unknown backend {wanted!r}", hint=f"use one of {', '.join(BACKENDS)}")
-    gpus = detect_gpus()
+    readings = fast_readings()
+    blocking = blocking_errors(readings)
+    if blocking and wanted != "onnxruntime-cpu":
+        raise EngineCompatibilityError(f"{blocking[0].name}: {blocking[0].value}", hint=blocking[0].fix)
+    gpus = readings.gpus
     gpu = gpus[device] if device < len(gpus) else None
-    reasons = []
+    reasons: list[str | None] = []
     if wanted in ("auto", "tensorrt"):
         features = probe_tensorrt()
         found = model.engine_for(features) if features else None
-        problem = ("no TensorRT installed" if features is None else
-                   f"no {features.flavor} engine in {model.folder}" if found is None else
-                   f"no CUDA GPU {device}" if gpu is None else engine_problem(found[1], features, gpu))
-        if problem is None and found is not None:
-            return BackendChoice(features.flavor if features else "tensorrt", f"engine {found[0].name} runs on "
-                                 f"{gpu.name if gpu else '?'}", found[0], features)
+        problem: str | None = ("no TensorRT installed" if features is None else
+                               f"no {features.flavor} engine in {model.folder}" if found is None else
+                               f"no CUDA GPU {device}" if gpu is None else None)
+        if problem is None and found is not None and features is not None and gpu is not None:
+            problems, hopeless = engine_problems(found[1], readings)
+            if problems and not hopeless and model.onnx.is_file():
+                log.warning("engine cannot run here (%s): rebuilding it from %s into the cache",
+                            "; ".join(problems), model.onnx.name)
+                from ..pipeline import rebuild_engine
+
+                rebuilt = rebuild_engine(model.folder, features)
+                return BackendChoice(features.flavor, f"engine rebuilt for {gpu.name} ({'; '.join(problems)})",
+                                     rebuilt, features)
+            problem = "; ".join(problems) or None
+        if problem is None and found is not None and gpu is not None:
+            return BackendChoice(features.flavor if features else "tensorrt",
+                                 f"engine {found[0].name} runs on {gpu.name}", found[0], features)
         if wanted == "tensorrt":
             raise EngineCompatibilityError("cannot run the TensorRT engine", path=model.folder, note=problem,
                                            hint="use --backend auto, or rebuild: deploy-kit convert MODEL -o "

@@ -1,0 +1,47 @@
+"""Check this machine (and a model's engine) for everything deploy-kit needs; say how to fix what is not.
+
+  deploy-kit doctor [--model build/] [--json]
+
+Exit code: 0 everything needed runs, 1 only warnings, 2 a blocking error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, help="a convert output folder whose engine to check")
+    parser.add_argument("--json", action="store_true", help="print the checks as JSON")
+
+
+def _engine_meta(folder: Path) -> tuple[dict[str, Any] | None, bool]:
+    metas = sorted(folder.glob("*.engine.json"))
+    if not metas:
+        return None, False
+    meta = json.loads(metas[0].read_text())
+    return meta, (folder / meta.get("onnx_file", "")).is_file()
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..doctor import exit_code, read_machine, run_checks
+
+    meta, onnx_present = _engine_meta(args.model) if args.model else (None, False)
+    checks = run_checks(read_machine(), meta, onnx_present,
+                        f"deploy-kit convert MODEL -o {args.model} --force" if args.model else "")
+    if args.json:
+        print(json.dumps([asdict(c) for c in checks], indent=2))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("check", "status", "value", "fix")
+        colour = {"ok": "green", "warning": "yellow", "error": "red"}
+        for c in checks:
+            table.add_row(c.name, f"[{colour[c.status]}]{c.status}[/]", c.value, c.fix)
+        Console().print(table)
+    return exit_code(checks)

@@ -1,0 +1,107 @@
+"""Evaluate a model: mIoU, per-class IoU, pixel accuracy, images/s (and agreement with Paddle Inference).
+
+  deploy-kit eval images/ labels/ [--model build/] [--backend ...] [--reference paddle] [-o eval.json]
+  deploy-kit eval --synthetic 100 [--seed 3] ...
+
+Labels are PaddleSeg label PNGs (class ids, 255 = ignore) with the image's file stem. --synthetic N
+evaluates on N freshly generated street scenes (seed 3 is never used in training).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from ..errors import ConfigError, InputImageError
+from ..evaluate import Confusion
+from ..fileio import write_json_atomic
+from ..images import expand_inputs, read_image
+
+EVAL_SEED = 3
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="?", type=Path, help="folder of images")
+    parser.add_argument("labels", nargs="?", type=Path, help="folder of label PNGs with the same file stems")
+    parser.add_argument("--synthetic", type=int, metavar="N", help="evaluate on N generated scenes instead")
+    parser.add_argument("--seed", type=int, default=EVAL_SEED, help="seed of the generated scenes (default: 3)")
+    parser.add_argument("--model", type=Path, help="convert output or PaddleSeg export (default: shipped demo model)")
+    parser.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "onnxruntime-cuda", "onnxruntime-cpu"))
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--num-classes", type=int, help="default: the model's output channels")
+    parser.add_argument("--reference", choices=("paddle",), help="also measure pixel agreement with Paddle Inference")
+    parser.add_argument("-o", "--out", type=Path, default=Path("eval.json"), help="JSON report (default: eval.json)")
+
+
+def _samples(args: argparse.Namespace) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    if args.synthetic:
+        from ..synthetic import generate_scene
+
+        for index in range(args.synthetic):
+            image, label = generate_scene(args.seed, index)
+            yield f"synthetic-{args.seed}-{index}", image, label
+        return
+    if args.images is None or args.labels is None:
+        raise ConfigError("give IMAGES and LABELS folders, or --synthetic N")
+    paths, errors = expand_inputs([str(args.images)])
+    if errors:
+        raise errors[0]
+    for path in paths:
+        label_path = args.labels / f"{path.stem}.png"
+        label = cv2.imread(str(label_path), cv2.IMREAD_GRAYSCALE)
+        if label is None:
+            raise InputImageError("label PNG missing or unreadable", path=label_path,
+                                  hint="labels are PNGs named like their images")
+        yield path.name, read_image(path), label
+
+
+def _paddle_model_dir(model: Path) -> Path:
+    report = model / "convert.json"
+    if report.is_file():
+        return Path(json.loads(report.read_text())["model_dir"])
+    return model
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..models import restore_default_model
+    from ..runtime.segmenter import Segmenter
+
+    model = args.model or restore_default_model()
+    samples = list(_samples(args))
+    reference = None
+    if args.reference == "paddle":
+        from ..reference import load_reference
+
+        reference = load_reference(_paddle_model_dir(model))
+    with Segmenter(model, backend=args.backend, max_batch=args.batch) as segmenter:
+        print(f"backend: {segmenter.backend} ({segmenter.choice.reason})")
+        segmenter.predict([samples[0][1]])  # warm-up: kernels, cuDNN algorithms, thread pools
+        started = time.perf_counter()
+        predictions = segmenter.predict([image for _, image, _ in samples])
+        seconds = time.perf_counter() - started
+    classes = args.num_classes or int(max(int(p.max()) for p in predictions) + 1)
+    classes = max(classes, int(max(int(l[l != 255].max(initial=0)) for _, _, l in samples)) + 1)
+    confusion = Confusion(classes)
+    for prediction, (_, _, label) in zip(predictions, samples):
+        confusion.add(prediction, label)
+    report = {
+        "backend": segmenter.backend, "images": len(samples), "miou": confusion.mean_iou(),
+        "class_iou": confusion.class_iou().round(6).tolist(), "pixel_accuracy": confusion.pixel_accuracy(),
+        "images_per_second": len(samples) / seconds,
+    }
+    if reference is not None:
+        agree = [np.mean(reference.segment(image) == pred) for (_, image, _), pred in zip(samples, predictions)]
+        report["paddle_pixel_agreement"] = float(np.mean(agree))
+    write_json_atomic(args.out, report)
+    print(f"mIoU {report['miou']:.4f}  pixel accuracy {report['pixel_accuracy']:.4f}  "
+          f"{report['images_per_second']:.1f} img/s" +
+          (f"  agreement with Paddle {report['paddle_pixel_agreement']:.5f}" if reference is not None else "") +
+          f"  -> {args.out}")
+    print("class IoU: " + " ".join(f"{i}={v:.3f}" for i, v in enumerate(report["class_iou"])))
+    return 0

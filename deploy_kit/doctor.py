@@ -1,0 +1,249 @@
+"""Compatibility checks: driver, GPUs, CUDA runtime, cuDNN, TensorRT, ONNX Runtime, and whether an engine
+can run here. Readings are plain data (`Readings`); rules are pure functions of them, so every rule is
+tested with injected readings, and `read_machine()` is the only code that touches the system."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import re
+from dataclasses import dataclass, field
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Any
+
+from .gpu import GpuInfo
+
+OK, WARNING, ERROR = "ok", "warning", "error"
+
+
+@dataclass(frozen=True)
+class Readings:
+    driver_version: str | None = None
+    driver_cuda: str | None = None  # highest CUDA version the driver supports, "13.0"
+    gpus: tuple[GpuInfo, ...] = ()
+    cuda_runtime: str | None = None
+    cudnn: str | None = None  # the library actually loaded, "9.1.0"
+    tensorrt_flavor: str | None = None
+    tensorrt_version: str | None = None
+    tensorrt_location: str | None = None
+    onnxruntime: str | None = None
+    onnxruntime_providers: tuple[str, ...] = ()
+    packages: dict[str, str | None] = field(default_factory=dict)  # cuda-bindings, paddle, paddle2onnx
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str
+    value: str
+    fix: str = ""
+
+
+def _table() -> dict[str, Any]:
+    return json.loads(resources.files("deploy_kit").joinpath("data", "tensorrt_support.json").read_text())
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
+
+
+def _in_range(version: str, row: dict[str, Any]) -> bool:
+    major_minor = _version_tuple(version)[:2]
+    return _version_tuple(row["from"]) <= major_minor <= _version_tuple(row["to"])
+
+
+def supported_sms(flavor: str, version: str) -> tuple[list[str], str] | None:
+    """(compute capabilities, source) of the table row for this TensorRT release, or None if unknown."""
+    for row in _table()["compute_capabilities"]:
+        if row["flavor"] == flavor and _in_range(version, row):
+            return row["sms"], row["source"]
+    return None
+
+
+def check_gpus(r: Readings) -> list[Check]:
+    if r.driver_version is None and not r.gpus:
+        return [Check("GPU", WARNING, "no NVIDIA driver or GPU found",
+                      "only the onnxruntime-cpu backend works here; install the NVIDIA driver for GPU backends")]
+    if not r.gpus:
+        return [Check("GPU", WARNING, f"driver {r.driver_version} but no GPU visible",
+                      "check CUDA_VISIBLE_DEVICES and nvidia-smi; onnxruntime-cpu still works")]
+    return [Check(f"GPU {g.index}", OK, f"{g.name}, SM {g.compute_capability}, "
+                  f"{g.free_bytes / 2**30:.1f}/{g.total_bytes / 2**30:.1f} GiB free") for g in r.gpus]
+
+
+def check_driver(r: Readings) -> list[Check]:
+    if r.driver_cuda is None:
+        return []
+    checks = [Check("NVIDIA driver", OK, f"{r.driver_version or '?'} (CUDA {r.driver_cuda})")]
+    if r.cuda_runtime and _version_tuple(r.cuda_runtime)[:2] > _version_tuple(r.driver_cuda)[:2]:
+        needed = next((row for row in reversed(_table()["min_driver_for_cuda"])
+                       if _version_tuple(row["cuda"])[0] <= _version_tuple(r.cuda_runtime)[0]), None)
+        checks.append(Check("CUDA runtime", ERROR, f"{r.cuda_runtime}, newer than the driver's CUDA {r.driver_cuda}",
+                            f"install NVIDIA driver >= {needed['driver'] if needed else 'a newer one'} "
+                            f"({needed['source'] if needed else 'CUDA release notes'})"))
+    elif r.cuda_runtime:
+        checks.append(Check("CUDA runtime", OK, r.cuda_runtime))
+    return checks
+
+
+def check_tensorrt(r: Readings) -> list[Check]:
+    if r.tensorrt_flavor is None or r.tensorrt_version is None:
+        return [Check("TensorRT", WARNING, "not installed",
+                      "pip install tensorrt (or tensorrt-rtx-cu13); ONNX Runtime backends still work")]
+    name = f"{r.tensorrt_flavor} {r.tensorrt_version}"
+    checks = [Check("TensorRT", OK, f"{name} from {r.tensorrt_location or '?'}")]
+    support = supported_sms(r.tensorrt_flavor, r.tensorrt_version)
+    for gpu in r.gpus:
+        if support is None:
+            checks.append(Check(f"TensorRT on GPU {gpu.index}", WARNING, f"{name} is not in deploy-kit's support table",
+                                "check NVIDIA's support matrix for this release"))
+        elif gpu.compute_capability not in support[0]:
+            checks.append(Check(f"TensorRT on GPU {gpu.index}", ERROR,
+                                f"{name} does not support SM {gpu.compute_capability} ({gpu.name})",
+                                f"it runs on SM {', '.join(support[0])} ({support[1]}); use a release that "
+                                "supports this GPU, or --backend onnxruntime-cuda"))
+    for row in _table()["cudnn_expected"]:
+        if row["flavor"] == r.tensorrt_flavor and _in_range(r.tensorrt_version, row) and r.cudnn and \
+                _version_tuple(r.cudnn)[:2] < _version_tuple(row["cudnn"])[:2]:
+            checks.append(Check("cuDNN", WARNING, f"{r.cudnn} loaded, {name} expects {row['cudnn']}",
+                                f"install cuDNN >= {row['cudnn']} ({row['source']})"))
+    return checks
+
+
+def engine_problems(meta: dict[str, Any], r: Readings) -> tuple[list[str], bool]:
+    """Why the engine described by `meta` cannot run here ([] if it can), and whether the installed
+    TensorRT could never run on this GPU (so a rebuild would not help)."""
+    problems = []
+    if r.tensorrt_flavor != meta.get("flavor") or r.tensorrt_version != meta.get("tensorrt_version"):
+        problems.append(f"built by {meta.get('flavor')} {meta.get('tensorrt_version')}, installed: "
+                        f"{r.tensorrt_flavor or 'no TensorRT'} {r.tensorrt_version or ''}".strip())
+    hopeless = not r.gpus or r.tensorrt_flavor is None
+    for gpu in r.gpus[:1]:
+        support = supported_sms(str(r.tensorrt_flavor), str(r.tensorrt_version)) if r.tensorrt_flavor else None
+        if support and gpu.compute_capability not in support[0]:
+            problems.append(f"{r.tensorrt_flavor} {r.tensorrt_version} does not support "
+                            f"SM {gpu.compute_capability} ({gpu.name}); it runs on SM {', '.join(support[0])}")
+            hopeless = True
+        elif gpu.compute_capability not in meta.get("target_compute_capabilities", []):
+            problems.append(f"built for SM {', '.join(meta.get('target_compute_capabilities', []))}, "
+                            f"this GPU is SM {gpu.compute_capability}")
+    if not r.gpus:
+        problems.append("no GPU to run it on")
+    return problems, hopeless
+
+
+def check_engine(meta: dict[str, Any], r: Readings, onnx_present: bool, convert_command: str) -> list[Check]:
+    """Can the engine described by `meta` run here? Rebuild when its ONNX is present, else say how."""
+    problems, hopeless = engine_problems(meta, r)
+    if not problems:
+        return [Check("engine", OK, f"{meta.get('engine_file')} runs here ({meta.get('precision')})")]
+    fix = ("infer falls back to ONNX Runtime" if hopeless else
+           "infer rebuilds it into the cache from its ONNX" if onnx_present else f"rebuild it: {convert_command}")
+    return [Check("engine", WARNING if hopeless or onnx_present else ERROR, "; ".join(problems), fix)]
+
+
+def blocking_errors(r: Readings) -> list[Check]:
+    """What stops any GPU work before it starts: a driver too old for the CUDA runtime."""
+    return [c for c in check_driver(r) if c.status == ERROR]
+
+
+def fast_readings() -> Readings:
+    """The readings `infer` needs at start-up (no package scan): GPUs, driver, runtime, TensorRT."""
+    from .compat import probe_tensorrt
+    from .gpu import detect_gpus
+
+    trt = probe_tensorrt()
+    return Readings(driver_version=_driver_version(), driver_cuda=_driver_cuda(), gpus=detect_gpus(),
+                    cuda_runtime=_cuda_runtime(), tensorrt_flavor=trt.flavor if trt else None,
+                    tensorrt_version=trt.version if trt else None,
+                    tensorrt_location=str(Path(trt.module.__file__).parent) if trt else None)
+
+
+def run_checks(r: Readings, model_meta: dict[str, Any] | None = None, onnx_present: bool = False,
+               convert_command: str = "deploy-kit convert MODEL -o build/ --force") -> list[Check]:
+    checks = check_gpus(r) + check_driver(r) + check_tensorrt(r)
+    checks.append(Check("ONNX Runtime", OK if r.onnxruntime else ERROR,
+                        f"{r.onnxruntime} ({', '.join(r.onnxruntime_providers)})" if r.onnxruntime else "not installed",
+                        "" if r.onnxruntime else "pip install onnxruntime (or onnxruntime-gpu)"))
+    for name, version in r.packages.items():
+        checks.append(Check(name, OK if version else WARNING, version or "not installed",
+                            "" if version else f"pip install {name}" + (" (needed to export)" if "paddle" in name else "")))
+    if model_meta is not None:
+        checks += check_engine(model_meta, r, onnx_present, convert_command)
+    return checks
+
+
+def exit_code(checks: list[Check]) -> int:
+    statuses = {c.status for c in checks}
+    return 2 if ERROR in statuses else 1 if WARNING in statuses else 0
+
+
+def read_machine() -> Readings:
+    """All readings of this machine, for `deploy-kit doctor`."""
+    import dataclasses
+
+    ort_version, providers = _onnxruntime()
+    return dataclasses.replace(fast_readings(), cudnn=_cudnn(), onnxruntime=ort_version,
+                               onnxruntime_providers=providers,
+                               packages={n: _package(n) for n in ("cuda-bindings", "paddlepaddle", "paddle2onnx")})
+
+
+def _package(name: str) -> str | None:
+    for candidate in (name, name + "-gpu"):
+        try:
+            return metadata.version(candidate)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _driver_version() -> str | None:
+    try:
+        text = Path("/proc/driver/nvidia/version").read_text()
+    except OSError:
+        return None
+    match = re.search(r"Kernel Module\s+(?:for \S+\s+)?([\d.]+)", text)
+    return match.group(1) if match else None
+
+
+def _driver_cuda() -> str | None:
+    try:
+        from cuda.bindings import driver
+
+        err, version = driver.cuDriverGetVersion()
+        return f"{version // 1000}.{version % 1000 // 10}" if int(err) == 0 else None
+    except (ImportError, RuntimeError, OSError):
+        return None
+
+
+def _cuda_runtime() -> str | None:
+    try:
+        from cuda.bindings import runtime
+
+        err, version = runtime.cudaRuntimeGetVersion()
+        return f"{version // 1000}.{version % 1000 // 10}" if int(err) == 0 else None
+    except (ImportError, RuntimeError, OSError):
+        return None
+
+
+def _cudnn() -> str | None:
+    for name in ("libcudnn.so.9", "libcudnn.so.8", "libcudnn.so"):
+        try:
+            library = ctypes.CDLL(name)
+        except OSError:
+            continue
+        library.cudnnGetVersion.restype = ctypes.c_size_t
+        version = int(library.cudnnGetVersion())
+        major = version // 10000 if version >= 10000 else version // 1000
+        minor = version % 10000 // 100 if version >= 10000 else version % 1000 // 100
+        return f"{major}.{minor}.{version % 100}"
+    return None
+
+
+def _onnxruntime() -> tuple[str | None, tuple[str, ...]]:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None, ()
+    return ort.__version__, tuple(ort.get_available_providers())
