@@ -14,9 +14,9 @@ from typing import Sequence
 
 from .. import __version__
 from ..errors import DeployKitError
-from . import convert, doctor, eval, infer
+from . import benchmark, convert, doctor, eval, infer
 
-COMMANDS = {"convert": convert, "infer": infer, "eval": eval, "doctor": doctor}
+COMMANDS = {"convert": convert, "infer": infer, "eval": eval, "doctor": doctor, "benchmark": benchmark}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,298 @@
+"""Where the time goes: per-stage timings, engine-only latency, end-to-end latency and overlapped
+throughput of the GPU pipeline, against a baseline written the way PaddleSeg's deploy scripts work
+(OpenCV + numpy on the CPU, synchronous inference), on the same images in the same run."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import cv2
+import numpy as np
+
+
+@dataclass
+class BenchConfig:
+    model: Path
+    images: list[np.ndarray]
+    encoded: list[bytes]  # the same images as files, for the decode stage
+    batches: tuple[int, ...] = (1, 4, 8)
+    iterations: int = 50
+    warmup: int = 10
+    streams: int = 2
+    backend: str = "auto"
+    baseline: bool = True
+
+
+@dataclass
+class Summary:
+    mean: float
+    p50: float
+    p90: float
+    p99: float
+
+    @classmethod
+    def of(cls, samples: Sequence[float]) -> Summary:
+        values = np.asarray(samples, dtype=np.float64)
+        return cls(float(values.mean()), *(float(np.percentile(values, q)) for q in (50, 90, 99)))
+
+
+@dataclass
+class BatchResult:
+    batch: int
+    stages_ms: dict[str, Summary] = field(default_factory=dict)
+    engine_only_ms: Summary | None = None
+    end_to_end_ms: Summary | None = None
+    throughput: float = 0.0  # images/s with overlapping streams, decoded images in host memory
+    engine_only_throughput: float = 0.0
+    baseline_throughput: float | None = None
+
+
+def _timed(fn: Callable[[], Any], iterations: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def machine_info() -> dict[str, Any]:
+    from .doctor import read_machine
+
+    r = read_machine()
+    info: dict[str, Any] = {"host": platform.node(), "cpu": platform.processor() or platform.machine(),
+                            "driver": r.driver_version, "driver_cuda": r.driver_cuda, "cuda_runtime": r.cuda_runtime,
+                            "cudnn": r.cudnn, "tensorrt": f"{r.tensorrt_flavor} {r.tensorrt_version}" if r.tensorrt_flavor else None,
+                            "onnxruntime": r.onnxruntime,
+                            "gpus": [asdict(g) for g in r.gpus]}
+    info.update(_jetson_info())
+    return info
+
+
+def _jetson_info() -> dict[str, Any]:
+    """Power mode and one tegrastats line on a Jetson; nothing elsewhere."""
+    info: dict[str, Any] = {}
+    for key, command in (("power_mode", ["nvpmodel", "-q"]), ("tegrastats", ["tegrastats", "--interval", "500"])):
+        try:
+            out = subprocess.run(command, capture_output=True, text=True, timeout=2).stdout
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            out = getattr(exc, "stdout", None) or ""
+            if isinstance(out, bytes):
+                out = out.decode(errors="replace")
+        if out.strip():
+            info[key] = out.strip().splitlines()[0]
+    return info
+
+
+def _gpu_used_bytes() -> int:
+    from cuda.bindings import driver
+
+    from .runtime.cuda import check_cuda
+
+    free, total = check_cuda(driver.cuMemGetInfo())
+    return int(total - free)
+
+
+def run_gpu_benchmark(config: BenchConfig) -> dict[str, Any]:
+    from .runtime.segmenter import Segmenter
+
+    results: list[BatchResult] = []
+    memory: dict[str, int] = {}
+    with Segmenter(config.model, backend=config.backend, max_batch=max(config.batches)) as segmenter:
+        if segmenter._gpu is None:
+            raise RuntimeError(f"the {segmenter.backend} backend has no GPU pipeline; use run_cpu_benchmark")
+        memory["after_load"] = _gpu_used_bytes()
+        extra = [Segmenter(config.model, backend=segmenter.backend, max_batch=max(config.batches))
+                 for _ in range(config.streams - 1)]
+        try:
+            for batch in config.batches:
+                results.append(_bench_batch(segmenter, extra, config, batch))
+            memory["peak_after_runs"] = _gpu_used_bytes()
+        finally:
+            for other in extra:
+                other.close()
+        backend, reason = segmenter.backend, segmenter.choice.reason
+    return {"backend": backend, "backend_reason": reason, "gpu_memory_used_bytes": memory,
+            "batches": [asdict(r) for r in results]}
+
+
+def _bench_batch(segmenter, extra, config: BenchConfig, batch: int) -> BatchResult:  # type: ignore[no-untyped-def]
+    pipeline = segmenter._gpu
+    images = [config.images[i % len(config.images)] for i in range(batch)]
+    result = BatchResult(batch)
+    result.stages_ms["decode"] = Summary.of(_timed(
+        lambda: [cv2.imdecode(np.frombuffer(config.encoded[i % len(config.encoded)], np.uint8), cv2.IMREAD_COLOR)
+                 for i in range(batch)], max(5, config.iterations // 5), 1))
+    stage_samples: dict[str, list[float]] = {k: [] for k in ("upload", "preprocess", "inference", "postprocess", "download")}
+    end_to_end = []
+    for i in range(config.warmup + config.iterations):
+        start = time.perf_counter()
+        pipeline.run(images)
+        elapsed = (time.perf_counter() - start) * 1000
+        if i >= config.warmup:
+            end_to_end.append(elapsed)
+            for name, value in asdict(pipeline.times).items():
+                stage_samples[name].append(value)
+    result.stages_ms.update({name: Summary.of(v) for name, v in stage_samples.items()})
+    result.end_to_end_ms = Summary.of(end_to_end)
+    result.engine_only_ms = Summary.of(_engine_only(pipeline, batch, config))
+    result.engine_only_throughput = batch / (result.engine_only_ms.mean / 1000)
+    result.throughput = _overlapped_throughput([segmenter._gpu] + [o._gpu for o in extra], images, config)
+    if config.baseline:
+        result.baseline_throughput = _baseline_throughput(segmenter, images, config)
+    return result
+
+
+def _engine_only(pipeline, batch: int, config: BenchConfig) -> list[float]:  # type: ignore[no-untyped-def]
+    """Inference alone on device-resident buffers, like `trtexec --noDataTransfers`."""
+    from .runtime.cuda import Event
+
+    samples = []
+    with Event() as start, Event() as end:
+        for i in range(config.warmup + config.iterations):
+            start.record(pipeline.stream)
+            pipeline.executor.enqueue(pipeline.model_input.ptr, pipeline.model_output.ptr, batch, pipeline.stream)
+            end.record(pipeline.stream)
+            end.synchronize()
+            if i >= config.warmup:
+                samples.append(end.elapsed_ms(start))
+    return samples
+
+
+def _overlapped_throughput(pipelines, images, config: BenchConfig) -> float:  # type: ignore[no-untyped-def]
+    """Images/s with one stream per in-flight batch: while one stream computes, the host fills the next."""
+    rounds = config.iterations
+    in_flight: list[Any] = [None] * len(pipelines)
+    for _ in range(2):  # warm-up round on every stream
+        for p in pipelines:
+            p.run(images)
+    start = time.perf_counter()
+    for i in range(rounds):
+        slot = i % len(pipelines)
+        pipeline = pipelines[slot]
+        if in_flight[slot] is not None:
+            pipeline.stream.synchronize()
+            pipeline.collect(images)
+        pipeline.enqueue(images)
+        in_flight[slot] = True
+    for slot, pipeline in enumerate(pipelines):
+        if in_flight[slot] is not None:
+            pipeline.stream.synchronize()
+            pipeline.collect(images)
+    return rounds * len(images) / (time.perf_counter() - start)
+
+
+def _baseline_throughput(segmenter, images, config: BenchConfig) -> float:  # type: ignore[no-untyped-def]
+    """PaddleSeg-deploy style: OpenCV resize + normalize on the CPU, a synchronous run from numpy,
+    numpy argmax on the host, nearest resize back: the same model through ONNX Runtime CUDA."""
+    import onnxruntime as ort
+
+    from .runtime.postprocess import postprocess_cpu
+    from .runtime.preprocess import preprocess_cpu
+
+    session = ort.InferenceSession(str(segmenter.model.onnx), providers=["CUDAExecutionProvider"])
+    name = session.get_inputs()[0].name
+
+    def once() -> None:
+        batch = np.stack([preprocess_cpu(im, segmenter.spec) for im in images])
+        outputs = session.run(None, {name: batch})[0]
+        [postprocess_cpu(out, im.shape[:2]) for out, im in zip(outputs, images)]
+
+    samples = _timed(once, max(5, config.iterations // 5), 2)
+    return len(images) / (np.mean(samples) / 1000)
+
+
+def run_cpu_benchmark(config: BenchConfig, paddle_model: Path | None) -> dict[str, Any]:
+    """ONNX Runtime CPU against Paddle Inference CPU, same model and images, whole pipeline per image."""
+    from .runtime.segmenter import Segmenter
+
+    report: dict[str, Any] = {"backend": "onnxruntime-cpu", "batches": []}
+    with Segmenter(config.model, backend="onnxruntime-cpu", max_batch=max(config.batches)) as segmenter:
+        for batch in config.batches:
+            images = [config.images[i % len(config.images)] for i in range(batch)]
+            ort_ms = _timed(lambda: segmenter.predict(images), config.iterations, config.warmup)
+            entry: dict[str, Any] = {"batch": batch, "onnxruntime_cpu_ms": asdict(Summary.of(ort_ms)),
+                                     "onnxruntime_cpu_images_per_s": batch / (np.mean(ort_ms) / 1000)}
+            if paddle_model is not None:
+                from .reference import load_reference
+
+                reference = load_reference(paddle_model)
+                paddle_ms = _timed(lambda: [reference.segment(im) for im in images], config.iterations, config.warmup)
+                entry["paddle_inference_cpu_ms"] = asdict(Summary.of(paddle_ms))
+                entry["paddle_inference_cpu_images_per_s"] = batch / (np.mean(paddle_ms) / 1000)
+            report["batches"].append(entry)
+    return report
+
+
+def write_results(report: dict[str, Any], out: Path, stem: str) -> list[Path]:
+    """JSON, CSV and a PNG chart of one benchmark report."""
+    from .fileio import write_bytes_atomic, write_json_atomic
+
+    report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), **report}
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [write_json_atomic(out / f"{stem}.json", report)]
+    rows = ["batch,metric,mean,p50,p90,p99"]
+    for entry in report["batches"]:
+        for key, value in entry.items():
+            if isinstance(value, dict) and "mean" in value:
+                rows.append(f"{entry['batch']},{key},{value['mean']:.4f},{value['p50']:.4f},{value['p90']:.4f},{value['p99']:.4f}")
+            elif isinstance(value, dict):
+                rows += [f"{entry['batch']},{key}.{k},{v['mean']:.4f},{v['p50']:.4f},{v['p90']:.4f},{v['p99']:.4f}"
+                         for k, v in value.items()]
+            elif isinstance(value, (int, float)) and key != "batch":
+                rows.append(f"{entry['batch']},{key},{value:.4f},,,")
+    paths.append(write_bytes_atomic(out / f"{stem}.csv", ("\n".join(rows) + "\n").encode()))
+    paths.append(_chart(report, out / f"{stem}.png"))
+    return paths
+
+
+def _chart(report: dict[str, Any], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .fileio import atomic_output
+
+    entries = report["batches"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    labels = [str(e["batch"]) for e in entries]
+    if "stages_ms" in entries[0]:
+        bottom = np.zeros(len(entries))
+        for stage in ("decode", "upload", "preprocess", "inference", "postprocess", "download"):
+            values = np.array([e["stages_ms"][stage]["mean"] for e in entries])
+            axes[0].bar(labels, values, bottom=bottom, label=stage)
+            bottom += values
+        axes[0].set_title("mean time per batch by stage (ms)")
+        series = {"pipeline, overlapped streams": [e["throughput"] for e in entries],
+                  "engine only": [e["engine_only_throughput"] for e in entries],
+                  "PaddleSeg-style baseline": [e.get("baseline_throughput") or 0 for e in entries]}
+    else:
+        axes[0].bar(labels, [e["onnxruntime_cpu_ms"]["mean"] for e in entries], label="ONNX Runtime CPU")
+        axes[0].set_title("mean latency per batch (ms)")
+        series = {"ONNX Runtime CPU": [e["onnxruntime_cpu_images_per_s"] for e in entries],
+                  "Paddle Inference CPU": [e.get("paddle_inference_cpu_images_per_s", 0) for e in entries]}
+    axes[0].set_xlabel("batch")
+    axes[0].legend(fontsize=8)
+    width = 0.8 / len(series)
+    for k, (name, values) in enumerate(series.items()):
+        axes[1].bar(np.arange(len(entries)) + k * width, values, width, label=name)
+    axes[1].set_xticks(np.arange(len(entries)) + width * (len(series) - 1) / 2, labels)
+    axes[1].set_title("throughput (images/s)")
+    axes[1].set_xlabel("batch")
+    axes[1].legend(fontsize=8)
+    gpus = report.get("machine", {}).get("gpus") or [{"name": report.get("machine", {}).get("cpu", "CPU")}]
+    fig.suptitle(f"{report.get('model_name', 'model')} on {gpus[0]['name']} ({report['backend']}), {report['date'][:10]}")
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,92 @@
+"""Benchmark a converted model: stage timings, engine-only and end-to-end latency, throughput, baseline.
+
+  deploy-kit benchmark --model build/ [--images dir/] [--batch 1,4,8] [--backend ...]
+      [--iterations N] [--warmup N] [--streams 2] [--out benchmarks/results/]
+
+Without --images it uses generated 1024x2048 street scenes. On a machine without a GPU it compares
+ONNX Runtime CPU with Paddle Inference CPU on the same model. Writes JSON, CSV and a PNG chart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import cv2
+
+from ..errors import ConfigError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, required=True, help="convert output folder")
+    parser.add_argument("--images", type=Path, help="folder of images (default: generated 1024x2048 scenes)")
+    parser.add_argument("--batch", default="1,4,8", help="batch sizes, e.g. 1,4,8")
+    parser.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "onnxruntime-cuda", "onnxruntime-cpu"))
+    parser.add_argument("--iterations", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--streams", type=int, default=2, help="CUDA streams in flight for the throughput run")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the PaddleSeg-style CPU baseline")
+    parser.add_argument("--paddle-model", type=Path, help="PaddleSeg export for the CPU comparison "
+                        "(default: the folder convert.json names)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--name", help="results file stem (default: <backend>-<gpu>)")
+
+
+def _images(folder: Path | None) -> list[bytes]:
+    if folder is None:
+        from ..synthetic import SceneSpec, generate_scene
+
+        scenes = [generate_scene(4, i, SceneSpec(1024, 2048))[0] for i in range(4)]
+        return [cv2.imencode(".png", s)[1].tobytes() for s in scenes]
+    from ..images import expand_inputs
+
+    paths, errors = expand_inputs([str(folder)])
+    if errors:
+        raise errors[0]
+    return [p.read_bytes() for p in paths]
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..benchmark import BenchConfig, machine_info, run_cpu_benchmark, run_gpu_benchmark, write_results
+    from ..gpu import detect_gpus
+
+    try:
+        batches = tuple(int(b) for b in args.batch.split(","))
+    except ValueError:
+        raise ConfigError(f"bad --batch {args.batch!r}", hint="give sizes like 1,4,8") from None
+    encoded = _images(args.images)
+    images = [cv2.imdecode(np.frombuffer(e, np.uint8), cv2.IMREAD_COLOR) for e in encoded]
+    config = BenchConfig(args.model, images, encoded, batches, args.iterations, args.warmup, args.streams,
+                         args.backend, not args.no_baseline)
+    report = {"machine": machine_info(), "model": str(args.model), "model_name": args.model.name,
+              "image_hw": list(images[0].shape[:2])}
+    if detect_gpus() and args.backend != "onnxruntime-cpu":
+        report.update(run_gpu_benchmark(config))
+    else:
+        paddle = args.paddle_model
+        if paddle is None and (args.model / "convert.json").is_file():
+            paddle = Path(json.loads((args.model / "convert.json").read_text())["model_dir"])
+        report.update(run_cpu_benchmark(config, paddle if paddle and paddle.is_dir() else None))
+    gpu = report["machine"]["gpus"][0]["name"].replace(" ", "_") if report["machine"]["gpus"] else "cpu"
+    paths = write_results(report, args.out, args.name or f"{report['backend']}-{gpu}")
+    _print_summary(report)
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _print_summary(report: dict) -> None:
+    for entry in report["batches"]:
+        if "stages_ms" in entry:
+            stages = "  ".join(f"{k} {v['mean']:.3f}" for k, v in entry["stages_ms"].items())
+            baseline = entry.get("baseline_throughput")
+            print(f"batch {entry['batch']}: {stages} ms | engine {entry['engine_only_ms']['mean']:.3f} ms, "
+                  f"end-to-end {entry['end_to_end_ms']['mean']:.3f} ms | {entry['throughput']:.1f} img/s "
+                  f"(engine-only {entry['engine_only_throughput']:.1f}"
+                  + (f", baseline {baseline:.1f})" if baseline else ")"))
+        else:
+            print(f"batch {entry['batch']}: ONNX Runtime CPU {entry['onnxruntime_cpu_images_per_s']:.2f} img/s"
+                  + (f", Paddle Inference CPU {entry['paddle_inference_cpu_images_per_s']:.2f} img/s"
+                     if "paddle_inference_cpu_images_per_s" in entry else ""))
