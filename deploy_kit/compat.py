@@ -11,7 +11,9 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
-FLAVORS = ("tensorrt", "tensorrt_rtx")
+# Each flavour's module, then its bindings module: the wheels of the bindings alone (as on machines
+# that install them without the meta-package) expose the same API under that name.
+FLAVORS = {"tensorrt": ("tensorrt", "tensorrt_bindings"), "tensorrt_rtx": ("tensorrt_rtx", "tensorrt_rtx_bindings")}
 
 
 @dataclass(frozen=True)
@@ -53,14 +55,14 @@ def _sm_from_enum(name: str) -> str | None:
     return f"{digits[:-1]}.{digits[-1]}" if digits.isdigit() and len(digits) >= 2 else None
 
 
-def features_of(module: Any) -> TensorRTFeatures:
+def features_of(module: Any, flavor: str) -> TensorRTFeatures:
     """Probes a loaded `tensorrt` or `tensorrt_rtx` module."""
     flag_names = set(dir(module.BuilderFlag))
     creation = set(dir(module.NetworkDefinitionCreationFlag))
     capability = getattr(module, "ComputeCapability", None)
     sms = tuple(s for s in (_sm_from_enum(n) for n in dir(capability)) if s) if capability else ()
     return TensorRTFeatures(
-        flavor=module.__name__.split(".")[0],
+        flavor=flavor,
         version=str(module.__version__),
         module=module,
         precision_flags="FP16" in flag_names,
@@ -86,8 +88,9 @@ def _import_flavor(name: str) -> Any | None:
 def probe_tensorrt(prefer: str | None = None) -> TensorRTFeatures | None:
     """The first importable flavour (`prefer` first, then full TensorRT, then TensorRT-RTX), or None."""
     order = ([prefer] if prefer else []) + [f for f in FLAVORS if f != prefer]
-    for name in order:
-        module = _import_flavor(name)
-        if module is not None:
-            return features_of(module)
+    for flavor in order:
+        for name in FLAVORS[flavor]:
+            module = _import_flavor(name)
+            if module is not None:
+                return features_of(module, flavor)
     return None

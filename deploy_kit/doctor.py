@@ -76,7 +76,8 @@ def check_driver(r: Readings) -> list[Check]:
     if r.driver_cuda is None:
         return []
     checks = [Check("NVIDIA driver", OK, f"{r.driver_version or '?'} (CUDA {r.driver_cuda})")]
-    if r.cuda_runtime and _version_tuple(r.cuda_runtime)[:2] > _version_tuple(r.driver_cuda)[:2]:
+    # Within a major version a newer runtime runs on an older driver (CUDA minor version compatibility).
+    if r.cuda_runtime and _version_tuple(r.cuda_runtime)[0] > _version_tuple(r.driver_cuda)[0]:
         needed = next((row for row in reversed(_table()["min_driver_for_cuda"])
                        if _version_tuple(row["cuda"])[0] <= _version_tuple(r.cuda_runtime)[0]), None)
         checks.append(Check("CUDA runtime", ERROR, f"{r.cuda_runtime}, newer than the driver's CUDA {r.driver_cuda}",
@@ -162,7 +163,10 @@ def fast_readings() -> Readings:
 
 def run_checks(r: Readings, model_meta: dict[str, Any] | None = None, onnx_present: bool = False,
                convert_command: str = "deploy-kit convert MODEL -o build/ --force") -> list[Check]:
-    checks = check_gpus(r) + check_driver(r) + check_tensorrt(r)
+    checks = check_gpus(r) + check_driver(r)
+    checks.append(Check("cuDNN", OK if r.cudnn else WARNING, r.cudnn or "not found",
+                        "" if r.cudnn else "only needed by ONNX Runtime CUDA and some TensorRT plugins"))
+    checks += check_tensorrt(r)
     checks.append(Check("ONNX Runtime", OK if r.onnxruntime else ERROR,
                         f"{r.onnxruntime} ({', '.join(r.onnxruntime_providers)})" if r.onnxruntime else "not installed",
                         "" if r.onnxruntime else "pip install onnxruntime (or onnxruntime-gpu)"))

@@ -21,6 +21,7 @@ def test_real_readings(gpu, capsys):
     checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)}
     assert f"SM {gpu.compute_capability}" in checks["GPU 0"]["value"]
     assert readings.driver_version in checks["NVIDIA driver"]["value"]
+    assert checks["cuDNN"]["value"] == (readings.cudnn or "not found")
     if readings.cudnn:
         assert readings.cudnn.split(".")[0] in ("8", "9")
     assert code in (0, 1, 2)

@@ -54,11 +54,14 @@ def test_driver_older_than_cuda_runtime_names_the_minimum_driver():
     runtime = next(c for c in run_checks(r) if c.name == "CUDA runtime")
     assert runtime.status == ERROR and "580.65.06" in runtime.fix
     assert exit_code(run_checks(r)) == 2
+    minor_newer = Readings(driver_version="580.159.04", driver_cuda="13.0", cuda_runtime="13.3", gpus=(H100,),
+                           onnxruntime="1.31.1")
+    assert next(c for c in run_checks(minor_newer) if c.name == "CUDA runtime").status == OK
 
 
 def test_old_cudnn_for_tensorrt_8_6_is_a_warning_with_versions():
     r = Readings(gpus=(ORIN,), tensorrt_flavor="tensorrt", tensorrt_version="8.6.1", cudnn="8.4.1", **BASE)
-    cudnn = next(c for c in run_checks(r) if c.name == "cuDNN")
+    cudnn = next(c for c in run_checks(r) if c.name == "cuDNN" and c.status == WARNING)
     assert cudnn.status == WARNING and "8.4.1" in cudnn.value and "8.9" in cudnn.value
 
 
