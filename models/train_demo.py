@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deploy_kit.evaluate import Confusion
 from deploy_kit.paddleseg_export import build_pp_liteseg_t, export_inference_model
 from deploy_kit.synthetic import CLASS_NAMES, SceneSpec, generate_scene
 
@@ -64,32 +65,26 @@ def make_batch(step: int, batch: int, crop: bool, transforms) -> tuple[np.ndarra
     return np.stack(images), np.stack(labels)
 
 
-def confusion(pred: np.ndarray, label: np.ndarray, num_classes: int) -> np.ndarray:
-    return np.bincount(label.ravel() * num_classes + pred.ravel(), minlength=num_classes ** 2).reshape(
-        num_classes, num_classes)
-
-
-def mean_iou(matrix: np.ndarray) -> tuple[float, np.ndarray]:
-    inter = np.diag(matrix)
-    union = matrix.sum(0) + matrix.sum(1) - inter
-    iou = inter / np.maximum(union, 1)
-    return float(iou.mean()), iou
-
-
 def validate(model, transforms, count: int) -> tuple[float, np.ndarray]:
     import paddle
 
     model.eval()
-    matrix = np.zeros((len(CLASS_NAMES),) * 2, np.int64)
+    confusion = Confusion(len(CLASS_NAMES))
     with paddle.no_grad():
         for i in range(count):
             image, label = generate_scene(VAL_SEED, i, SceneSpec(*MODEL_SHAPE))
             data = transforms({"img": image.astype("float32"), "trans_info": []})
             logits = model(paddle.to_tensor(data["img"][None]))[0]
-            pred = logits.argmax(axis=1).numpy()[0].astype(np.int64)
-            matrix += confusion(pred, label.astype(np.int64), len(CLASS_NAMES))
+            confusion.add(logits.argmax(axis=1).numpy()[0], label)
     model.train()
-    return mean_iou(matrix)
+    return confusion.mean_iou(), confusion.class_iou()
+
+
+def _schedule(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    import paddle
+
+    decay = paddle.optimizer.lr.PolynomialDecay(args.lr, decay_steps=args.iters, end_lr=0.0, power=0.9)
+    return paddle.optimizer.lr.LinearWarmup(decay, warmup_steps=50, start_lr=args.lr / 10, end_lr=args.lr)
 
 
 def main() -> None:
@@ -106,8 +101,7 @@ def main() -> None:
     train_transforms = Compose([RandomHorizontalFlip(), RandomDistort(brightness_range=0.3, contrast_range=0.3,
                                                                        saturation_range=0.3), Normalize()])
     val_transforms = Compose([Normalize()])
-    scheduler = paddle.optimizer.lr.PolynomialDecay(args.lr, decay_steps=args.iters, end_lr=0.0, power=0.9)
-    scheduler = paddle.optimizer.lr.LinearWarmup(scheduler, warmup_steps=50, start_lr=args.lr / 10, end_lr=args.lr)
+    scheduler = _schedule(args)
     optimizer = AdamW(weight_decay=0.01)(model, scheduler)
     # PaddleSeg 2.8's OhemCrossEntropyLoss breaks on Paddle 3's type promotion; top-k pixel CE is its OHEM twin
     losses = [CrossEntropyLoss(top_k_percent_pixels=0.3) for _ in range(3)]
@@ -117,6 +111,9 @@ def main() -> None:
         model.set_state_dict(paddle.load(str(args.out / "last.pdparams")))
         optimizer.set_state_dict(paddle.load(str(args.out / "last.pdopt")))
         start, best, history = state["step"], state["best"], state["history"]
+        # The optimizer state carries the old run's schedule; this run follows its own --iters.
+        scheduler = _schedule(args)
+        optimizer._learning_rate = scheduler
         for _ in range(start):
             scheduler.step()
     model.train()

@@ -96,12 +96,19 @@ def run(args: argparse.Namespace) -> int:
         "images_per_second": len(samples) / seconds,
     }
     if reference is not None:
-        agree = [np.mean(reference.segment(image) == pred) for (_, image, _), pred in zip(samples, predictions)]
+        paddle_confusion = Confusion(classes)
+        agree = []
+        for (_, image, label), pred in zip(samples, predictions):
+            theirs = reference.segment(image)
+            paddle_confusion.add(theirs, label)
+            agree.append(np.mean(theirs == pred))
         report["paddle_pixel_agreement"] = float(np.mean(agree))
+        report["paddle_miou"] = paddle_confusion.mean_iou()
     write_json_atomic(args.out, report)
     print(f"mIoU {report['miou']:.4f}  pixel accuracy {report['pixel_accuracy']:.4f}  "
           f"{report['images_per_second']:.1f} img/s" +
-          (f"  agreement with Paddle {report['paddle_pixel_agreement']:.5f}" if reference is not None else "") +
+          (f"  Paddle Inference mIoU {report['paddle_miou']:.4f}, pixel agreement "
+           f"{report['paddle_pixel_agreement']:.5f}" if reference is not None else "") +
           f"  -> {args.out}")
     print("class IoU: " + " ".join(f"{i}={v:.3f}" for i, v in enumerate(report["class_iou"])))
     return 0
