@@ -211,24 +211,22 @@ def _driver_version() -> str | None:
     return match.group(1) if match else None
 
 
-def _driver_cuda() -> str | None:
+def _cuda_version(module: str, getter: str) -> str | None:
+    """A CUDA version (as `major.minor`) from `cuda.bindings.<module>.<getter>()`, or None without one."""
     try:
-        from cuda.bindings import driver
-
-        err, version = driver.cuDriverGetVersion()
+        bindings = __import__(f"cuda.bindings.{module}", fromlist=[getter])
+        err, version = getattr(bindings, getter)()
         return f"{version // 1000}.{version % 1000 // 10}" if int(err) == 0 else None
     except (ImportError, RuntimeError, OSError):
         return None
+
+
+def _driver_cuda() -> str | None:
+    return _cuda_version("driver", "cuDriverGetVersion")
 
 
 def _cuda_runtime() -> str | None:
-    try:
-        from cuda.bindings import runtime
-
-        err, version = runtime.cudaRuntimeGetVersion()
-        return f"{version // 1000}.{version % 1000 // 10}" if int(err) == 0 else None
-    except (ImportError, RuntimeError, OSError):
-        return None
+    return _cuda_version("runtime", "cudaRuntimeGetVersion")
 
 
 def _cudnn() -> str | None:
