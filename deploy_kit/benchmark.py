@@ -207,7 +207,7 @@ def _baseline_throughput(segmenter, images, config: BenchConfig) -> float:  # ty
         [postprocess_cpu(out, im.shape[:2]) for out, im in zip(outputs, images)]
 
     samples = _timed(once, max(5, config.iterations // 5), 2)
-    return len(images) / (np.mean(samples) / 1000)
+    return len(images) / (float(np.mean(samples)) / 1000)
 
 
 def run_cpu_benchmark(config: BenchConfig, paddle_model: Path | None) -> dict[str, Any]:
@@ -283,8 +283,8 @@ def _chart(report: dict[str, Any], path: Path) -> Path:
     axes[0].set_xlabel("batch")
     axes[0].legend(fontsize=8)
     width = 0.8 / len(series)
-    for k, (name, values) in enumerate(series.items()):
-        axes[1].bar(np.arange(len(entries)) + k * width, values, width, label=name)
+    for k, (name, heights) in enumerate(series.items()):
+        axes[1].bar(np.arange(len(entries)) + k * width, heights, width, label=name)
     axes[1].set_xticks(np.arange(len(entries)) + width * (len(series) - 1) / 2, labels)
     axes[1].set_title("throughput (images/s)")
     axes[1].set_xlabel("batch")

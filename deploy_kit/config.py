@@ -12,7 +12,7 @@ import yaml
 
 from .errors import ConfigError
 
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 # PP-LiteSeg's SPPM pools to bins 1, 2 and 4 of the stride-32 feature map, so with adaptive pooling in
 # the graph H and W must divide by 32 * 4; every PaddleSeg backbone needs at least its stride of 32.
 ADAPTIVE_POOL_MULTIPLE, STRIDE_MULTIPLE = 128, 32
@@ -72,6 +72,12 @@ class ConvertOptions:
         input_shape: NCHW to export and build at, when `deploy.yaml` leaves H and W open.
         workspace: builder workspace limit in bytes; None means a safe share of free GPU memory.
         target_sms: compute capabilities to build for, e.g. ("8.7",); None means the builder's GPU.
+        calib_images: folder of images to calibrate INT8 on (through the inference preprocessing).
+        calib_count: at most this many calibration images (sorted by name).
+        eval_images, eval_labels: images (and label PNGs) for the accuracy report; else the calibration
+            images, else generated scenes, compared with the FP32 graph.
+        max_miou_loss: mIoU points the reduced precision may lose (default 0.3 FP16, 1.5 INT8).
+        accept_accuracy_loss: keep a graph above that limit (the report still says "fail").
         force: redo every stage even when its inputs did not change.
         onnx_only: stop after the ONNX stages (no TensorRT needed).
     """
@@ -82,12 +88,20 @@ class ConvertOptions:
     input_shape: tuple[int, int, int, int] | None = None
     workspace: int | None = None
     target_sms: tuple[str, ...] | None = None
+    calib_images: Path | None = None
+    calib_count: int = 200
+    eval_images: Path | None = None
+    eval_labels: Path | None = None
+    max_miou_loss: float | None = None
+    accept_accuracy_loss: bool = False
     force: bool = False
     onnx_only: bool = False
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r}", hint=f"use one of {', '.join(PRECISIONS)}")
+        if self.precision == "int8" and self.calib_images is None:
+            raise ConfigError("INT8 needs calibration images", hint="pass --calib-images DIR (e.g. 200 typical images)")
         if not 7 <= self.opset <= 21:
             raise ConfigError(f"opset {self.opset} is out of range", hint="use --opset 11 (default) up to 17 for TensorRT")
 

@@ -21,7 +21,8 @@ from .errors import TensorRTMissingError
 from .fileio import sha256_file, sha256_json, write_json_atomic
 from .stages.export import InputPlan, export_onnx, plan_input
 
-ONNX_NAME, OPT_NAME, FP16_NAME, REPORT_NAME = "model.onnx", "model.opt.onnx", "model.fp16.onnx", "convert.json"
+ONNX_NAME, OPT_NAME, REPORT_NAME = "model.onnx", "model.opt.onnx", "convert.json"
+FP16_NAME, INT8_NAME, ACCURACY_NAME = "model.fp16.onnx", "model.int8.onnx", "accuracy.json"
 
 
 @dataclass
@@ -122,11 +123,17 @@ def convert(model_dir: Path, out_dir: Path, options: ConvertOptions, report: Rep
     stages = [_run_stage(cache, "export", {"model": model_sha, "params": params_sha, "opset": options.opset,
                                            "plan": asdict(plan), "paddle2onnx": _tool_version("paddle2onnx")},
                          out_dir, report, lambda: _export(deploy, plan, options, out_dir))]
-    graph = OPT_NAME
     stages.append(_run_stage(cache, "optimize", {"onnx": sha256_file(out_dir / ONNX_NAME),
-                                                 "precision": options.precision, "onnxslim": _tool_version("onnxslim"),
+                                                 "onnxslim": _tool_version("onnxslim"),
                                                  "onnx_version": _tool_version("onnx")},
-                             out_dir, report, lambda: _optimize(options, plan, out_dir)))
+                             out_dir, report, lambda: _optimize(plan, out_dir)))
+    if options.precision != "fp32":
+        data_key = [_folder_key(options.calib_images, options.calib_count), _folder_key(options.eval_images),
+                    _folder_key(options.eval_labels)]
+        stages.append(_run_stage(cache, "precision", {"graph": sha256_file(out_dir / OPT_NAME), "data": data_key,
+                                                      "options": _options_record(options),
+                                                      "onnxruntime": _tool_version("onnxruntime")},
+                                 out_dir, report, lambda: _reduce_precision(deploy, plan, options, out_dir)))
     features = tensorrt if tensorrt is not None else probe_tensorrt()
     if features is None or options.onnx_only:
         why = "--onnx-only" if options.onnx_only else "no TensorRT installed"
@@ -138,8 +145,7 @@ def convert(model_dir: Path, out_dir: Path, options: ConvertOptions, report: Rep
                 note="neither `tensorrt` nor `tensorrt_rtx` imports",
                 hint="pip install tensorrt (or tensorrt-rtx-cu13), or pass --onnx-only")
         return ConvertResult(out_dir, plan, stages, None)
-    if options.precision == "fp16" and features.fp16_needs_fp16_graph:
-        graph = FP16_NAME
+    graph = _graph_for(options.precision, features)
     engine_name = features.engine_name
     stages.append(_run_stage(cache, "build", {"graph": sha256_file(out_dir / graph), "options": _options_record(options),
                                               "plan": asdict(plan), "flavor": features.flavor,
@@ -149,8 +155,22 @@ def convert(model_dir: Path, out_dir: Path, options: ConvertOptions, report: Rep
     return ConvertResult(out_dir, plan, stages, out_dir / engine_name)
 
 
+def _graph_for(precision: str, features: TensorRTFeatures) -> str:
+    """INT8 always builds from the Q/DQ graph; FP16 from the FP16 graph where TensorRT is strongly typed."""
+    if precision == "int8":
+        return INT8_NAME
+    return FP16_NAME if precision == "fp16" and features.fp16_needs_fp16_graph else OPT_NAME
+
+
+def _folder_key(folder: Path | None, limit: int | None = None) -> list[str] | None:
+    if folder is None or not folder.is_dir():
+        return None
+    files = sorted(p for p in folder.iterdir() if p.is_file())[:limit]
+    return [f"{p.name}:{sha256_file(p)}" for p in files]
+
+
 def _options_record(options: ConvertOptions) -> dict[str, Any]:
-    record = asdict(options)
+    record = json.loads(json.dumps(asdict(options), default=str))  # paths as text
     record.pop("force")
     record.pop("onnx_only")
     return record
@@ -168,22 +188,44 @@ def _export(deploy: DeployConfig, plan: InputPlan, options: ConvertOptions,
     return [ONNX_NAME], {"opset": options.opset, "source": deploy.model_file.name}
 
 
-def _optimize(options: ConvertOptions, plan: InputPlan, out_dir: Path) -> tuple[list[str], dict[str, Any]]:
-    from .stages.optimize import convert_to_fp16, optimize_onnx
+def _optimize(plan: InputPlan, out_dir: Path) -> tuple[list[str], dict[str, Any]]:
+    from .stages.optimize import optimize_onnx
 
-    details = optimize_onnx(out_dir / ONNX_NAME, out_dir / OPT_NAME, plan.batch_fixed or 2)
-    outputs = [OPT_NAME]
-    if options.precision == "fp16":
-        details["fp16"] = convert_to_fp16(out_dir / OPT_NAME, out_dir / FP16_NAME)
-        outputs.append(FP16_NAME)
-    return outputs, details
+    return [OPT_NAME], optimize_onnx(out_dir / ONNX_NAME, out_dir / OPT_NAME, plan.batch_fixed or 2)
+
+
+def _reduce_precision(deploy: DeployConfig, plan: InputPlan, options: ConvertOptions,
+                      out_dir: Path) -> tuple[list[str], dict[str, Any]]:
+    from .runtime.preprocess import PreprocessSpec
+    from .stages.precision import (DEFAULT_MAX_MIOU_LOSS, accuracy_report, convert_to_fp16, load_accuracy_data,
+                                   quantize_to_int8, write_accuracy)
+
+    spec = PreprocessSpec.from_metadata(preprocessing_of(deploy, plan))
+    calibration = load_accuracy_data(options.calib_images, None, options.calib_count, "calibration images")
+    evaluation = load_accuracy_data(options.eval_images, options.eval_labels, None, "evaluation images")
+    if options.precision == "int8":
+        graph = INT8_NAME
+        details = quantize_to_int8(out_dir / OPT_NAME, out_dir / graph, calibration, spec, out_dir)
+    else:
+        graph = FP16_NAME
+        details = convert_to_fp16(out_dir / OPT_NAME, out_dir / graph)
+    limit = options.max_miou_loss if options.max_miou_loss is not None else DEFAULT_MAX_MIOU_LOSS[options.precision]
+    data = evaluation if evaluation.images else calibration if calibration.images else None
+    if data is None:
+        from .stages.precision import synthetic_accuracy_data
+
+        data = synthetic_accuracy_data()
+    accuracy = accuracy_report(out_dir / OPT_NAME, out_dir / graph, options.precision, data, spec, limit)
+    details["accuracy"] = accuracy
+    write_accuracy(out_dir / ACCURACY_NAME, accuracy, options.accept_accuracy_loss)
+    return [graph, ACCURACY_NAME], details
 
 
 def _build(deploy: DeployConfig, plan: InputPlan, options: ConvertOptions, features: TensorRTFeatures,
            graph: Path, engine: Path) -> tuple[list[str], dict[str, Any]]:
     from .stages.build import BuildRequest, build_engine
 
-    description = build_engine(BuildRequest(graph, plan, options, graph.name == FP16_NAME), features, engine)
+    description = build_engine(BuildRequest(graph, plan, options), features, engine)
     description["preprocessing"] = preprocessing_of(deploy, plan)
     description["deploy_yaml"] = {"output_op": deploy.output_op, "output_dtype": deploy.output_dtype,
                                   "input_shape": list(deploy.input_shape)}
@@ -209,11 +251,11 @@ def rebuild_engine(folder: Path, features: TensorRTFeatures, target_sms: tuple[s
                              batch=BatchRange(**recorded["batch"]), workspace=recorded["workspace"],
                              target_sms=target_sms)
     plan = InputPlan(**report["input"])
-    graph = folder / (FP16_NAME if options.precision == "fp16" and features.fp16_needs_fp16_graph else OPT_NAME)
+    graph = folder / _graph_for(options.precision, features)
     key = sha256_json([sha256_file(graph), features.flavor, features.version, _gpu_record(), _options_record(options)])
     engine = (out_dir or cache_root() / "engines" / key[:16]) / features.engine_name
     if out_dir is not None or not engine.is_file():
-        description = build_engine(BuildRequest(graph, plan, options, graph.name == FP16_NAME), features, engine)
+        description = build_engine(BuildRequest(graph, plan, options), features, engine)
         description["preprocessing"] = report["preprocessing"]
         write_json_atomic(engine.with_name(engine.name + ".json"), description)
     return engine

@@ -119,7 +119,7 @@ def test_onnx_tensorrt_cannot_parse_names_the_node(tmp_path):
     require("tensorrt_rtx")
     features = probe_tensorrt()
     assert features is not None
-    request = BuildRequest(_unparsable_onnx(tmp_path / "bad.onnx"), InputPlan(4, 4, "test", 1), ConvertOptions(), False)
+    request = BuildRequest(_unparsable_onnx(tmp_path / "bad.onnx"), InputPlan(4, 4, "test", 1), ConvertOptions())
     with pytest.raises(BuildError) as caught:
         build_engine(request, features, tmp_path / "model.engine")
     message = caught.value.one_line()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import BatchRange, ConvertOptions, parse_input_shape, parse_size, parse_target_sms
+from ..config import PRECISIONS, BatchRange, ConvertOptions, parse_input_shape, parse_size, parse_target_sms
 from ..pipeline import StageResult, convert
 
 
@@ -19,7 +19,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", nargs="?", type=Path, help="PaddleSeg inference folder (default: shipped demo model)")
     parser.add_argument("-o", "--out", type=Path, default=Path("build"), help="output folder (default: build/)")
     parser.add_argument("--opset", type=int, default=ConvertOptions.opset, help="ONNX opset (default: 11)")
-    parser.add_argument("--precision", default=ConvertOptions.precision, choices=("fp32", "fp16"))
+    parser.add_argument("--precision", default=ConvertOptions.precision, choices=PRECISIONS)
+    parser.add_argument("--calib-images", type=Path, help="INT8: folder of calibration images")
+    parser.add_argument("--calib-count", type=int, default=ConvertOptions.calib_count, help="INT8: at most N images (default: 200)")
+    parser.add_argument("--eval-images", type=Path, help="images for accuracy.json (default: the calibration images)")
+    parser.add_argument("--eval-labels", type=Path, help="label PNGs for --eval-images: mIoU against ground truth")
+    parser.add_argument("--max-miou-loss", type=float, help="mIoU points FP16/INT8 may lose (default: 0.3 / 1.5)")
+    parser.add_argument("--accept-accuracy-loss", action="store_true", help="keep a graph above the limit")
     parser.add_argument("--batch", default="1:1:8", help="batch profile MIN:OPT:MAX (default: 1:1:8)")
     parser.add_argument("--input-shape", help="N,C,H,W when deploy.yaml fixes no size, e.g. 1,3,512,1024")
     parser.add_argument("--workspace", help="TensorRT workspace limit, e.g. 2GiB (default: half the free GPU memory)")
@@ -34,7 +40,9 @@ def options_from(args: argparse.Namespace) -> ConvertOptions:
         input_shape=parse_input_shape(args.input_shape) if args.input_shape else None,
         workspace=parse_size(args.workspace) if args.workspace else None,
         target_sms=parse_target_sms(args.target_sm) if args.target_sm else None,
-        force=args.force, onnx_only=args.onnx_only)
+        calib_images=args.calib_images, calib_count=args.calib_count, eval_images=args.eval_images,
+        eval_labels=args.eval_labels, max_miou_loss=args.max_miou_loss,
+        accept_accuracy_loss=args.accept_accuracy_loss, force=args.force, onnx_only=args.onnx_only)
 
 
 def print_stage(stage: StageResult) -> None:

@@ -34,8 +34,16 @@ class ConvertedModel:
     """A `convert` output folder: ONNX graphs, optional engines and the preprocessing to apply."""
 
     folder: Path
-    onnx: Path
+    onnx: Path  # the FP32 graph
     preprocessing: dict[str, Any]
+    precision: str = "fp32"  # what convert was asked for; its graph is model.<precision>.onnx
+
+    def graph(self, precision: str) -> Path:
+        path = self.onnx if precision == "fp32" else self.folder / f"model.{precision}.onnx"
+        if not path.is_file():
+            raise ConfigError(f"no {precision} graph in this convert output", path=self.folder,
+                              hint=f"deploy-kit convert MODEL -o {self.folder} --precision {precision}")
+        return path
 
     def engine_for(self, features: TensorRTFeatures) -> tuple[Path, dict[str, Any]] | None:
         engine = self.folder / features.engine_name
@@ -52,7 +60,8 @@ def open_model(model: Path) -> ConvertedModel:
         if "preprocessing" not in report or not (model / "model.opt.onnx").is_file():
             raise ConfigError("convert output is incomplete", path=model,
                               hint=f"run deploy-kit convert MODEL -o {model} --force")
-        return ConvertedModel(model, model / "model.opt.onnx", report["preprocessing"])
+        return ConvertedModel(model, model / "model.opt.onnx", report["preprocessing"],
+                              report.get("options", {}).get("precision", "fp32"))
     if (model / "deploy.yaml").is_file():
         return open_model(_convert_into_cache(model))
     raise ConfigError("not a model folder", path=model,
@@ -133,7 +142,10 @@ def choose_backend(model: ConvertedModel, wanted: str, device: int) -> BackendCh
 class Segmenter:
     """Semantic segmentation of BGR uint8 images with a converted PaddleSeg model."""
 
-    def __init__(self, model: Path | str, backend: str = "auto", device: int = 0, max_batch: int = 8) -> None:
+    def __init__(self, model: Path | str, backend: str = "auto", device: int = 0, max_batch: int = 8,
+                 precision: str | None = None) -> None:
+        """`precision` picks the ONNX graph for ONNX Runtime: by default the converted precision on the
+        GPU and FP32 on the CPU (where FP16 is emulated)."""
         self.model = open_model(Path(model))
         self.spec = PreprocessSpec.from_metadata(self.model.preprocessing)
         self.choice = choose_backend(self.model, backend, device)
@@ -144,11 +156,11 @@ class Segmenter:
         if self.choice.name == "onnxruntime-cpu":
             from .onnxruntime_cpu import OnnxRuntimeCpuExecutor
 
-            self._host = OnnxRuntimeCpuExecutor(self.model.onnx)
+            self._host = OnnxRuntimeCpuExecutor(self.model.graph(precision or "fp32"))
         else:
-            self._open_gpu(device)
+            self._open_gpu(device, self.model.graph(precision or self.model.precision))
 
-    def _open_gpu(self, device: int) -> None:
+    def _open_gpu(self, device: int, graph: Path) -> None:
         from .cuda import CudaContext, Stream
         from .gpu_pipeline import GpuPipeline
 
@@ -163,7 +175,7 @@ class Segmenter:
         else:
             from .onnxruntime_cuda import OnnxRuntimeCudaExecutor
 
-            executor = OnnxRuntimeCudaExecutor(self.model.onnx, device, stream)
+            executor = OnnxRuntimeCudaExecutor(graph, device, stream)
         self._owned.insert(0, executor)
         if not self.spec.gpu_ready:
             raise ConfigError("preprocessing has transforms without a GPU kernel",

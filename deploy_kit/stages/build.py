@@ -33,12 +33,11 @@ _OOM_MARKERS = ("out of memory", "outofmemory", "insufficient memory", "requeste
 
 @dataclass(frozen=True)
 class BuildRequest:
-    """What to build: the graph, its input plan and the precision it already carries."""
+    """What to build: the graph (FP32, FP16 or INT8 Q/DQ, as options.precision says) and its input plan."""
 
     onnx_path: Path
     plan: InputPlan
     options: ConvertOptions
-    graph_is_fp16: bool
 
 
 def make_logger(api: Any) -> Any:
@@ -80,9 +79,13 @@ def build_engine(request: BuildRequest, features: TensorRTFeatures, engine_path:
     if workspace is not None:
         _set_workspace(config, features, workspace)
     targets = _set_targets(config, features, request.options, gpus)
-    precision_flag = request.options.precision == "fp16" and features.precision_flags
+    # Weakly typed TensorRT needs the flags to use reduced precision at all; INT8 keeps FP16 for the
+    # layers the Q/DQ graph leaves unquantized.
+    precision_flag = request.options.precision != "fp32" and features.precision_flags
     if precision_flag:
         config.set_flag(api.BuilderFlag.FP16)
+        if request.options.precision == "int8":
+            config.set_flag(api.BuilderFlag.INT8)
     started = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:

@@ -8,7 +8,6 @@ graph with `onnx.checker`, and compares it with the exported graph on ONNX Runti
 from __future__ import annotations
 
 import collections
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +26,6 @@ _INT32_INPUTS: dict[str, set[int]] = {
 }
 # Slice clamps starts/ends to the axis, so INT64_MAX ("to the end") means the same as INT32_MAX.
 _CLAMPABLE = {("Slice", 1), ("Slice", 2)}
-# Ops kept in FP32 in the FP16 graph: reductions and normalisations lose range or precision in half,
-# Resize keeps its coordinate arithmetic exact, and the final argmax/softmax decides the labels.
-FP16_KEEP_FP32 = ("ReduceMean", "ReduceMax", "ReduceSum", "ReduceL2", "GlobalAveragePool",
-                  "BatchNormalization", "InstanceNormalization", "LayerNormalization",
-                  "Softmax", "ArgMax", "TopK")
 LOGIT_TOLERANCE = 1e-4  # relative to the largest |logit|
 
 
@@ -159,21 +153,3 @@ def compare_on_onnxruntime(reference: Path, candidate: Path, batch: int) -> tupl
         worst = max(worst, diff)
         shapes[name] = tuple(want.shape)
     return worst, shapes
-
-
-def convert_to_fp16(src: Path, dst: Path) -> dict[str, Any]:
-    """FP16 graph for strongly typed TensorRT, with FP16_KEEP_FP32 ops and the I/O left in FP32."""
-    from onnxconverter_common import float16
-
-    model = onnx.load(str(src))
-    # Stale FP32 value_info from shape inference makes the converter type Conv weights inconsistently.
-    del model.graph.value_info[:]
-    block = list(float16.DEFAULT_OP_BLOCK_LIST) + list(FP16_KEEP_FP32)
-    with warnings.catch_warnings():  # one "will be truncated" warning per tiny weight: noise, not news
-        warnings.simplefilter("ignore", UserWarning)
-        half = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=block)
-    _check(half, src)
-    with atomic_output(dst) as tmp:
-        onnx.save(half, str(tmp))
-    kept = sorted({n.op_type for n in model.graph.node if n.op_type in block})
-    return {"kept_fp32_ops": kept}
