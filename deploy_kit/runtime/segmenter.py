@@ -57,7 +57,7 @@ def open_model(model: Path) -> ConvertedModel:
     """Reads a convert output folder, or converts a PaddleSeg inference folder into the cache first."""
     if (model / "convert.json").is_file():
         report = json.loads((model / "convert.json").read_text())
-        if "preprocessing" not in report or not (model / "model.opt.onnx").is_file():
+        if "preprocessing" not in report:
             raise ConfigError("convert output is incomplete", path=model,
                               hint=f"run deploy-kit convert MODEL -o {model} --force")
         return ConvertedModel(model, model / "model.opt.onnx", report["preprocessing"],
