@@ -100,7 +100,8 @@ def check_tensorrt(r: Readings) -> list[Check]:
             checks.append(Check(f"TensorRT on GPU {gpu.index}", WARNING, f"{name} is not in deploy-kit's support table",
                                 "check NVIDIA's support matrix for this release"))
         elif gpu.compute_capability not in support[0]:
-            checks.append(Check(f"TensorRT on GPU {gpu.index}", ERROR,
+            # Not blocking: infer falls back to ONNX Runtime; blocking is what stops every backend.
+            checks.append(Check(f"TensorRT on GPU {gpu.index}", WARNING,
                                 f"{name} does not support SM {gpu.compute_capability} ({gpu.name})",
                                 f"it runs on SM {', '.join(support[0])} ({support[1]}); use a release that "
                                 "supports this GPU, or --backend onnxruntime-cuda"))
