@@ -64,3 +64,25 @@ def test_metadata_adds_resize_for_fixed_shape_model_without_one(model_copy, tmp_
         assert segmenter.spec == PreprocessSpec.from_metadata(segmenter.model.preprocessing)
         labels = segmenter.predict(photos[:2])  # any image size works
     assert [l.shape for l in labels] == [p.shape[:2] for p in photos[:2]]
+
+
+def _preprocessing(*transforms):
+    return {"transforms": list(transforms), "model_input_hw": [256, 512], "to_rgb": True}
+
+
+def test_transforms_without_kernels_run_on_cpu_and_unknown_ones_are_named(caplog):
+    from deploy_kit.errors import ConfigError
+
+    resize = {"type": "Resize", "target_size": [512, 256]}
+    assert PreprocessSpec.from_metadata(_preprocessing(resize, {"type": "Normalize"})).gpu_ready
+    nearest = PreprocessSpec.from_metadata(_preprocessing(dict(resize, interp="NEAREST"), {"type": "Normalize"}))
+    assert not nearest.gpu_ready
+    pytest.importorskip("paddleseg", reason="needs paddleseg to run transforms deploy-kit has no kernel for")
+    with caplog.at_level("WARNING"):
+        padded = PreprocessSpec.from_metadata(_preprocessing({"type": "ResizeByShort", "short_size": 256}, resize,
+                                                             {"type": "Normalize"}))
+    assert not padded.gpu_ready and "ResizeByShort" in caplog.text
+    image = np.random.default_rng(0).integers(0, 256, (300, 700, 3), dtype=np.uint8)
+    assert preprocess_cpu(image, padded).shape == (3, 256, 512)
+    with pytest.raises(ConfigError, match="MakeItPrettier"):
+        PreprocessSpec.from_metadata(_preprocessing({"type": "MakeItPrettier"}, resize))

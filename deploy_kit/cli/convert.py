@@ -51,10 +51,21 @@ def print_stage(stage: StageResult) -> None:
     print(f"{stage.name:<9} {stage.status:<10} {timing:<9} {what}", flush=True)
 
 
+def _stop_on_blocking_errors() -> None:
+    """The start-up half of `deploy-kit doctor`: stop before TensorRT can fail obscurely."""
+    from ..doctor import blocking_errors, fast_readings
+    from ..errors import EngineCompatibilityError
+
+    for check in blocking_errors(fast_readings()):
+        raise EngineCompatibilityError(f"{check.name}: {check.value}", hint=check.fix + " (see deploy-kit doctor)")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..models import restore_default_model
 
     options = options_from(args)
+    if not options.onnx_only:
+        _stop_on_blocking_errors()
     model = args.model if args.model is not None else restore_default_model()
     result = convert(model, args.out, options, print_stage)
     print(f"{result.plan.describe()}; report in {args.out / 'convert.json'}")

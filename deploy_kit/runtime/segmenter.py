@@ -149,6 +149,10 @@ class Segmenter:
         self.model = open_model(Path(model))
         self.spec = PreprocessSpec.from_metadata(self.model.preprocessing)
         self.choice = choose_backend(self.model, backend, device)
+        if self.choice.name != "onnxruntime-cpu" and not self.spec.gpu_ready:
+            log.warning("preprocessing has transforms without a GPU kernel: running on the CPU path")
+            self.choice = BackendChoice("onnxruntime-cpu", "deploy.yaml transforms without a GPU kernel; "
+                                        "ONNX Runtime on the CPU")
         self.max_batch = max_batch
         self._gpu: Any = None
         self._host: Any = None
@@ -177,9 +181,6 @@ class Segmenter:
 
             executor = OnnxRuntimeCudaExecutor(graph, device, stream)
         self._owned.insert(0, executor)
-        if not self.spec.gpu_ready:
-            raise ConfigError("preprocessing has transforms without a GPU kernel",
-                              hint="use --backend onnxruntime-cpu for this model")
         self._gpu = GpuPipeline(executor, self.spec, context, stream, self.max_batch)
 
     @property
