@@ -27,6 +27,8 @@ class BenchConfig:
     streams: int = 2
     backend: str = "auto"
     baseline: bool = True
+    precision: str | None = None  # which converted graph ONNX Runtime runs (default: the converted one)
+    cuda_graph: bool = False
 
 
 @dataclass
@@ -106,11 +108,13 @@ def run_gpu_benchmark(config: BenchConfig) -> dict[str, Any]:
 
     results: list[BatchResult] = []
     memory: dict[str, int] = {}
-    with Segmenter(config.model, backend=config.backend, max_batch=max(config.batches)) as segmenter:
+    with Segmenter(config.model, backend=config.backend, max_batch=max(config.batches), precision=config.precision,
+                   cuda_graph=config.cuda_graph) as segmenter:
         if segmenter._gpu is None:
             raise RuntimeError(f"the {segmenter.backend} backend has no GPU pipeline; use run_cpu_benchmark")
         memory["after_load"] = _gpu_used_bytes()
-        extra = [Segmenter(config.model, backend=segmenter.backend, max_batch=max(config.batches))
+        extra = [Segmenter(config.model, backend=segmenter.backend, max_batch=max(config.batches),
+                           precision=config.precision, cuda_graph=config.cuda_graph)
                  for _ in range(config.streams - 1)]
         try:
             for batch in config.batches:
@@ -120,7 +124,8 @@ def run_gpu_benchmark(config: BenchConfig) -> dict[str, Any]:
             for other in extra:
                 other.close()
         backend, reason = segmenter.backend, segmenter.choice.reason
-    return {"backend": backend, "backend_reason": reason, "gpu_memory_used_bytes": memory,
+    return {"backend": backend, "backend_reason": reason, "precision": config.precision or "as converted",
+            "cuda_graph": config.cuda_graph, "gpu_memory_used_bytes": memory,
             "batches": [asdict(r) for r in results]}
 
 
@@ -159,7 +164,7 @@ def _engine_only(pipeline, batch: int, config: BenchConfig) -> list[float]:  # t
     with Event() as start, Event() as end:
         for i in range(config.warmup + config.iterations):
             start.record(pipeline.stream)
-            pipeline.executor.enqueue(pipeline.model_input.ptr, pipeline.model_output.ptr, batch, pipeline.stream)
+            pipeline.infer(batch)
             end.record(pipeline.stream)
             end.synchronize()
             if i >= config.warmup:
@@ -215,7 +220,8 @@ def run_cpu_benchmark(config: BenchConfig, paddle_model: Path | None) -> dict[st
     from .runtime.segmenter import Segmenter
 
     report: dict[str, Any] = {"backend": "onnxruntime-cpu", "batches": []}
-    with Segmenter(config.model, backend="onnxruntime-cpu", max_batch=max(config.batches)) as segmenter:
+    with Segmenter(config.model, backend="onnxruntime-cpu", max_batch=max(config.batches),
+                   precision=config.precision) as segmenter:
         for batch in config.batches:
             images = [config.images[i % len(config.images)] for i in range(batch)]
             ort_ms = _timed(lambda: segmenter.predict(images), config.iterations, config.warmup)

@@ -1,7 +1,7 @@
 """Benchmark a converted model: stage timings, engine-only and end-to-end latency, throughput, baseline.
 
-  deploy-kit benchmark --model build/ [--images dir/] [--batch 1,4,8] [--backend ...]
-      [--iterations N] [--warmup N] [--streams 2] [--out benchmarks/results/]
+  deploy-kit benchmark --model build/ [--images dir/] [--batch 1,4,8] [--backend ...] [--precision ...]
+      [--iterations N] [--warmup N] [--cuda-graph] [--streams 2] [--out benchmarks/results/]
 
 Without --images it uses generated 1024x2048 street scenes. On a machine without a GPU it compares
 ONNX Runtime CPU with Paddle Inference CPU on the same model. Writes JSON, CSV and a PNG chart.
@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=Path, help="folder of images (default: generated 1024x2048 scenes)")
     parser.add_argument("--batch", default="1,4,8", help="batch sizes, e.g. 1,4,8")
     parser.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "onnxruntime-cuda", "onnxruntime-cpu"))
+    parser.add_argument("--precision", choices=("fp32", "fp16", "int8"),
+                        help="which converted graph ONNX Runtime runs (default: the one convert made)")
+    parser.add_argument("--cuda-graph", action="store_true", help="replay inference as a CUDA graph (TensorRT)")
     parser.add_argument("--iterations", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--streams", type=int, default=2, help="CUDA streams in flight for the throughput run")
@@ -60,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     encoded = _images(args.images)
     images = [cv2.imdecode(np.frombuffer(e, np.uint8), cv2.IMREAD_COLOR) for e in encoded]
     config = BenchConfig(args.model, images, encoded, batches, args.iterations, args.warmup, args.streams,
-                         args.backend, not args.no_baseline)
+                         args.backend, not args.no_baseline, args.precision, args.cuda_graph)
     report = {"machine": machine_info(), "model": str(args.model), "model_name": args.model.name,
               "image_hw": list(images[0].shape[:2])}
     if detect_gpus() and args.backend != "onnxruntime-cpu":

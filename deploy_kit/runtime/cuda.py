@@ -9,7 +9,7 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -184,6 +184,32 @@ class Event(_Owned):
 
     def _release(self) -> None:
         check_cuda(self._driver.cuEventDestroy(self.handle))
+
+
+class CudaGraph(_Owned):
+    """Work queued on a stream, captured once and replayed with one launch (no per-kernel CPU cost)."""
+
+    def __init__(self, stream: Stream, enqueue: Callable[[], None]) -> None:
+        from cuda.bindings import driver
+
+        self._driver = driver
+        mode = driver.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL
+        check_cuda(driver.cuStreamBeginCapture(stream.handle, mode))
+        try:
+            enqueue()
+        finally:
+            graph = check_cuda(driver.cuStreamEndCapture(stream.handle))
+        try:
+            self.executable = check_cuda(driver.cuGraphInstantiate(graph, 0))
+        finally:
+            check_cuda(driver.cuGraphDestroy(graph))
+        self._closed = False
+
+    def launch(self, stream: Stream) -> None:
+        check_cuda(self._driver.cuGraphLaunch(self.executable, stream.handle))
+
+    def _release(self) -> None:
+        check_cuda(self._driver.cuGraphExecDestroy(self.executable))
 
 
 KernelArg = tuple[Any, Any]  # (value, ctypes type)

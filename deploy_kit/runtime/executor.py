@@ -27,6 +27,7 @@ class DeviceExecutor(abc.ABC):
     name: str
     input: TensorSpec
     output: TensorSpec
+    capturable = False  # whether enqueue() may be captured into a CUDA graph
 
     def output_shape(self, batch: int) -> tuple[int, ...]:
         return (batch, *self.output.shape[1:])

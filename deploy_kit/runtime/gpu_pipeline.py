@@ -15,8 +15,9 @@ import ctypes
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..models import cache_root
-from .cuda import CudaContext, DeviceBuffer, Event, KernelArg, KernelModule, PinnedBuffer, Stream
+from .cuda import CudaContext, CudaGraph, DeviceBuffer, Event, KernelArg, KernelModule, PinnedBuffer, Stream
 from .executor import DeviceExecutor
 from .preprocess import PreprocessSpec, cv2_linear_scale
 
@@ -66,8 +67,13 @@ class GpuPipeline:
     """Pre-processing, inference and post-processing of image batches on one CUDA stream."""
 
     def __init__(self, executor: DeviceExecutor, spec: PreprocessSpec, context: CudaContext, stream: Stream,
-                 max_batch: int) -> None:
+                 max_batch: int, cuda_graph: bool = False) -> None:
+        if cuda_graph and not executor.capturable:
+            raise ConfigError(f"the {executor.name} executor cannot be captured into a CUDA graph",
+                              hint="drop --cuda-graph, or use the TensorRT backend")
         self.executor, self.spec, self.context, self.stream = executor, spec, context, stream
+        self.cuda_graph = cuda_graph
+        self._graphs: dict[int, CudaGraph] = {}
         self.max_batch = max_batch
         cache = cache_root() / "kernels"
         headers = (("half.cuh", kernel_source("half.cuh")),)
@@ -105,12 +111,25 @@ class GpuPipeline:
         e[1].record(self.stream)
         self._queue_preprocess(images, src_dev, src_offsets)
         e[2].record(self.stream)
-        self.executor.enqueue(self.model_input.ptr, self.model_output.ptr, len(images), self.stream)
+        self.infer(len(images))
         e[3].record(self.stream)
         lab_dev, lab_host, total = self._queue_postprocess([(im.shape[0], im.shape[1]) for im in images])
         e[4].record(self.stream)
         self.stream.copy_to_host(lab_host, lab_dev, total)
         e[5].record(self.stream)
+
+    def infer(self, batch: int) -> None:
+        """Queues inference on the model buffers: a CUDA graph replay when enabled (captured once per batch)."""
+        if not self.cuda_graph:
+            self.executor.enqueue(self.model_input.ptr, self.model_output.ptr, batch, self.stream)
+            return
+        if batch not in self._graphs:
+            # One plain enqueue first: TensorRT allocates and sets shapes lazily, which capture cannot hold.
+            self.executor.enqueue(self.model_input.ptr, self.model_output.ptr, batch, self.stream)
+            self.stream.synchronize()
+            self._graphs[batch] = CudaGraph(self.stream, lambda: self.executor.enqueue(
+                self.model_input.ptr, self.model_output.ptr, batch, self.stream))
+        self._graphs[batch].launch(self.stream)
 
     def collect(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         e = self._events
@@ -191,7 +210,7 @@ class GpuPipeline:
         self._post_kernel.launch(_grid(out_w, out_h), BLOCK, self.stream, args)
 
     def close(self) -> None:
-        for owned in (*self._events, self.model_input, self.model_output, self._pre, self._post):
+        for owned in (*self._graphs.values(), *self._events, self.model_input, self.model_output, self._pre, self._post):
             owned.close()
         self._images.close()
         self._labels.close()

@@ -25,6 +25,8 @@ def cuda_provider_available() -> bool:
 
 class OnnxRuntimeCudaExecutor(DeviceExecutor):
     name = "onnxruntime-cuda"
+    # Not capturable: ONNX Runtime places this graph's shape ops on the CPU, which a CUDA graph cannot hold.
+    capturable = False
 
     def __init__(self, onnx_path: Path, device_index: int, stream: Stream) -> None:
         import onnxruntime as ort

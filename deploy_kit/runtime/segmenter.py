@@ -143,9 +143,11 @@ class Segmenter:
     """Semantic segmentation of BGR uint8 images with a converted PaddleSeg model."""
 
     def __init__(self, model: Path | str, backend: str = "auto", device: int = 0, max_batch: int = 8,
-                 precision: str | None = None) -> None:
+                 precision: str | None = None, cuda_graph: bool = False) -> None:
         """`precision` picks the ONNX graph for ONNX Runtime: by default the converted precision on the
-        GPU and FP32 on the CPU (where FP16 is emulated)."""
+        GPU and FP32 on the CPU (where FP16 is emulated). `cuda_graph` replays inference as a captured
+        CUDA graph (TensorRT only)."""
+        self.cuda_graph = cuda_graph
         self.model = open_model(Path(model))
         self.spec = PreprocessSpec.from_metadata(self.model.preprocessing)
         self.choice = choose_backend(self.model, backend, device)
@@ -161,8 +163,12 @@ class Segmenter:
             from .onnxruntime_cpu import OnnxRuntimeCpuExecutor
 
             self._host = OnnxRuntimeCpuExecutor(self.model.graph(precision or "fp32"))
-        else:
+            return
+        try:
             self._open_gpu(device, self.model.graph(precision or self.model.precision))
+        except BaseException:
+            self.close()  # what was opened before the failure is released now, not at garbage collection
+            raise
 
     def _open_gpu(self, device: int, graph: Path) -> None:
         from .cuda import CudaContext, Stream
@@ -181,7 +187,7 @@ class Segmenter:
 
             executor = OnnxRuntimeCudaExecutor(graph, device, stream)
         self._owned.insert(0, executor)
-        self._gpu = GpuPipeline(executor, self.spec, context, stream, self.max_batch)
+        self._gpu = GpuPipeline(executor, self.spec, context, stream, self.max_batch, self.cuda_graph)
 
     @property
     def backend(self) -> str:

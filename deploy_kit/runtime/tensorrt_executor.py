@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 
 class TensorRTExecutor(DeviceExecutor):
+    capturable = True  # execute_async_v3 is stream-ordered GPU work once shapes and addresses are set
+
     def __init__(self, engine_path: Path, features: TensorRTFeatures) -> None:
         api = features.module
         self.name = features.flavor

@@ -92,3 +92,38 @@ def test_auto_backend_picks_the_gpu(gpu, gpu_model, capsys):
     with Segmenter(gpu_model) as segmenter:
         assert segmenter.backend in ("onnxruntime-cuda", "tensorrt", "tensorrt_rtx")
         assert gpu.name in segmenter.choice.reason
+
+
+def test_cuda_graph_replays_captured_work(cuda, photos):
+    """The CudaGraph wrapper on our own kernels: a replay into a zeroed buffer writes what direct launches wrote."""
+    from cuda.bindings import driver
+
+    from deploy_kit.runtime.cuda import CudaGraph, PinnedBuffer, check_cuda
+
+    context, stream = cuda
+    pipeline = GpuPipeline(ShapesOnly(np.float32, np.float32, (5, 256, 512)), SPEC, context, stream, max_batch=1)
+    try:
+        direct = pipeline.preprocess_only(photos[:1])
+        src, offsets = pipeline._upload(photos[:1])
+        nbytes = pipeline.input_image_bytes
+        with CudaGraph(stream, lambda: pipeline._queue_preprocess(photos[:1], src, offsets)) as graph, \
+                PinnedBuffer(nbytes) as host:
+            check_cuda(driver.cuMemsetD8Async(pipeline.model_input.ptr, 0, nbytes, stream.handle))
+            graph.launch(stream)
+            stream.copy_to_host(host, pipeline.model_input, nbytes)
+            stream.synchronize()
+            replayed = host.view(np.float32, direct.shape).copy()
+        assert np.abs(replayed).max() > 0
+        np.testing.assert_array_equal(direct, replayed)
+    finally:
+        pipeline.close()
+
+
+def test_cuda_graph_refused_for_onnxruntime(gpu, gpu_model):
+    from deploy_kit.errors import ConfigError
+    from deploy_kit.runtime.onnxruntime_cuda import cuda_provider_available
+
+    if not cuda_provider_available():
+        pytest.skip("needs onnxruntime-gpu with a working CUDA provider")
+    with pytest.raises(ConfigError, match="CUDA graph"):
+        Segmenter(gpu_model, backend="onnxruntime-cuda", cuda_graph=True)
