@@ -113,7 +113,7 @@ def check_tensorrt(r: Readings) -> list[Check]:
     return checks
 
 
-def engine_problems(meta: dict[str, Any], r: Readings) -> tuple[list[str], bool]:
+def engine_problems(meta: dict[str, Any], r: Readings, device: int = 0) -> tuple[list[str], bool]:
     """Why the engine described by `meta` cannot run here ([] if it can), and whether the installed
     TensorRT could never run on this GPU (so a rebuild would not help)."""
     problems = []
@@ -121,7 +121,7 @@ def engine_problems(meta: dict[str, Any], r: Readings) -> tuple[list[str], bool]
         problems.append(f"built by {meta.get('flavor')} {meta.get('tensorrt_version')}, installed: "
                         f"{r.tensorrt_flavor or 'no TensorRT'} {r.tensorrt_version or ''}".strip())
     hopeless = not r.gpus or r.tensorrt_flavor is None
-    for gpu in r.gpus[:1]:
+    for gpu in r.gpus[device:device + 1]:
         support = supported_sms(str(r.tensorrt_flavor), str(r.tensorrt_version)) if r.tensorrt_flavor else None
         if support and gpu.compute_capability not in support[0]:
             problems.append(f"{r.tensorrt_flavor} {r.tensorrt_version} does not support "

@@ -105,9 +105,9 @@ def choose_backend(model: ConvertedModel, wanted: str, device: int) -> BackendCh
         found = model.engine_for(features) if features else None
         problem: str | None = ("no TensorRT installed" if features is None else
                                f"no {features.flavor} engine in {model.folder}" if found is None else
-                               f"no CUDA GPU {device}" if gpu is None else None)
+                               "no CUDA GPU found" if gpu is None else None)
         if problem is None and found is not None and features is not None and gpu is not None:
-            problems, hopeless = engine_problems(found[1], readings)
+            problems, hopeless = engine_problems(found[1], readings, device)
             if problems and not hopeless and model.onnx.is_file():
                 log.warning("engine cannot run here (%s): rebuilding it from %s into the cache",
                             "; ".join(problems), model.onnx.name)
@@ -131,12 +131,16 @@ def choose_backend(model: ConvertedModel, wanted: str, device: int) -> BackendCh
         problem = ("no CUDA GPU found" if gpu is None else
                    None if cuda_provider_available() else "onnxruntime has no CUDA provider (pip install onnxruntime-gpu)")
         if problem is None and gpu is not None:
-            return BackendChoice("onnxruntime-cuda", "; ".join([r for r in reasons if r] + [f"ONNX Runtime CUDA on {gpu.name}"]))
+            return BackendChoice("onnxruntime-cuda", _why(reasons + [f"ONNX Runtime CUDA on {gpu.name}"]))
         if wanted == "onnxruntime-cuda":
             raise EngineCompatibilityError("cannot run ONNX Runtime CUDA", note=problem,
                                            hint="use --backend onnxruntime-cpu")
         reasons.append(problem)
-    return BackendChoice("onnxruntime-cpu", "; ".join([r for r in reasons if r] + ["ONNX Runtime on the CPU"]))
+    return BackendChoice("onnxruntime-cpu", _why(reasons + ["ONNX Runtime on the CPU"]))
+
+
+def _why(reasons: list[str | None]) -> str:
+    return "; ".join(dict.fromkeys(r for r in reasons if r))
 
 
 class Segmenter:
