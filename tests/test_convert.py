@@ -125,12 +125,14 @@ def test_fp16_on_strongly_typed_tensorrt_builds_from_an_fp16_graph(paddle_model,
     assert _convert(paddle_model("none"), tmp_path, "--precision", "fp16") == 0
     half = onnx.load(str(tmp_path / "model.fp16.onnx"))
     assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in half.graph.initializer)
-    assert half.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    # FP16 input: the preprocessing kernel writes half precision, the engine reads half the bytes
+    assert half.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
     meta = json.loads((tmp_path / "model.rtx.engine.json").read_text())
     assert meta["onnx_file"] == "model.fp16.onnx" and meta["precision"] == "fp16" and meta["strongly_typed"]
+    assert meta["inputs"][0]["dtype"] == "half"
     x = np.random.default_rng(1).uniform(-1, 1, (1, 3, 256, 512)).astype(np.float32)
     full = ort.InferenceSession(str(tmp_path / "model.opt.onnx")).run(None, {"x": x})[0]
-    reduced = ort.InferenceSession(str(tmp_path / "model.fp16.onnx")).run(None, {"x": x})[0]
+    reduced = ort.InferenceSession(str(tmp_path / "model.fp16.onnx")).run(None, {"x": x.astype(np.float16)})[0]
     assert (full.argmax(1) == reduced.argmax(1)).mean() > 0.99
 
 

@@ -86,10 +86,30 @@ def convert_to_fp16(src: Path, dst: Path) -> dict[str, Any]:
     with warnings.catch_warnings():  # one "will be truncated" warning per tiny weight: noise, not news
         warnings.simplefilter("ignore", UserWarning)
         half = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=block)
+    _take_fp16_input(half)
     _checked(half, src)
     with atomic_output(dst) as tmp:
         onnx.save(half, str(tmp))
-    return {"kept_fp32_ops": sorted({n.op_type for n in model.graph.node if n.op_type in block})}
+    return {"kept_fp32_ops": sorted({n.op_type for n in model.graph.node if n.op_type in block}), "input": "float16"}
+
+
+def _take_fp16_input(model: onnx.ModelProto) -> None:
+    """Makes the graph input FP16 by dropping the converter's input Cast, so the preprocessing kernel
+    writes half precision and the engine reads half the bytes (the runtime reads FP16 or FP32 scores)."""
+    graph_input = model.graph.input[0]
+    casts = [n for n in model.graph.node if n.op_type == "Cast" and list(n.input) == [graph_input.name]
+             and onnx.helper.get_attribute_value(n.attribute[0]) == onnx.TensorProto.FLOAT16]
+    if not casts:
+        return
+    renamed = {c.output[0]: graph_input.name for c in casts}
+    for node in model.graph.node:
+        for i, name in enumerate(node.input):
+            if name in renamed:
+                node.input[i] = renamed[name]
+    kept = [n for n in model.graph.node if n not in casts]
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    graph_input.type.tensor_type.elem_type = onnx.TensorProto.FLOAT16
 
 
 def _checked(model: onnx.ModelProto, src: Path) -> None:
