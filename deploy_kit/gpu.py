@@ -32,16 +32,14 @@ def detect_gpus() -> tuple[GpuInfo, ...]:
 
 
 def _read_gpus(driver) -> list[GpuInfo]:  # type: ignore[no-untyped-def]
-    from .runtime.cuda import check_cuda
+    from .runtime.cuda import check_cuda, compute_capability
 
     check_cuda(driver.cuInit(0))
     gpus = []
     for index in range(check_cuda(driver.cuDeviceGetCount())):
         device = check_cuda(driver.cuDeviceGet(index))
         name = check_cuda(driver.cuDeviceGetName(64, device)).split(b"\0")[0].decode()
-        attr = driver.CUdevice_attribute
-        major = check_cuda(driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device))
-        minor = check_cuda(driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device))
+        major, minor = compute_capability(device)
         context = check_cuda(driver.cuDevicePrimaryCtxRetain(device))
         try:
             check_cuda(driver.cuCtxPushCurrent(context))

@@ -83,6 +83,15 @@ def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     return image
 
 
+def read_label(labels: Path, image: Path) -> np.ndarray:
+    """The PaddleSeg label PNG (class ids, 255 = ignore) for `image`: `labels/<image stem>.png`."""
+    path = labels / f"{image.stem}.png"
+    label = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if label is None:
+        raise InputImageError("label PNG missing or unreadable", path=path, hint="labels are PNGs named like their images")
+    return label
+
+
 def write_label_png(path: Path, labels: np.ndarray) -> Path:
     """Label map as a palette PNG (pixel values are class ids; viewers show PaddleSeg's colours)."""
     from PIL import Image

@@ -18,6 +18,8 @@ PALETTE: np.ndarray = np.array(
     dtype=np.uint8,
 )  # BGR, Cityscapes colours for the same classes
 SKY, BUILDING, ROAD, VEGETATION, VEHICLE, PERSON = range(len(CLASS_NAMES))
+# Seeds: training uses 1 and 2 (models/train_demo.py); evaluation uses 3, never seen in training.
+EVAL_SEED = 3
 
 
 @dataclass(frozen=True)

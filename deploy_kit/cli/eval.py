@@ -15,15 +15,14 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-import cv2
 import numpy as np
 
-from ..errors import ConfigError, InputImageError
+from ..errors import ConfigError
 from ..evaluate import Confusion
 from ..fileio import write_json_atomic
-from ..images import expand_inputs, read_image
+from ..images import expand_inputs, read_image, read_label
+from ..synthetic import EVAL_SEED
 
-EVAL_SEED = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,12 +52,7 @@ def _samples(args: argparse.Namespace) -> Iterator[tuple[str, np.ndarray, np.nda
     if errors:
         raise errors[0]
     for path in paths:
-        label_path = args.labels / f"{path.stem}.png"
-        label = cv2.imread(str(label_path), cv2.IMREAD_GRAYSCALE)
-        if label is None:
-            raise InputImageError("label PNG missing or unreadable", path=label_path,
-                                  hint="labels are PNGs named like their images")
-        yield path.name, read_image(path), label
+        yield path.name, read_image(path), read_label(args.labels, path)
 
 
 def _paddle_model_dir(model: Path) -> Path:

@@ -46,6 +46,16 @@ def check_cuda(result: Any) -> Any:
     return values[0] if len(values) == 1 else tuple(values)
 
 
+def compute_capability(device: Any) -> tuple[int, int]:
+    """(major, minor) of a CUdevice."""
+    from cuda.bindings import driver
+
+    attr = driver.CUdevice_attribute
+    major = check_cuda(driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device))
+    minor = check_cuda(driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device))
+    return int(major), int(minor)
+
+
 class _Owned:
     """Idempotent close() plus context-manager support; `__del__` only warns about a leak."""
 
@@ -86,10 +96,7 @@ class CudaContext(_Owned):
         self.index = device_index
         self.context = check_cuda(driver.cuDevicePrimaryCtxRetain(self.device))
         check_cuda(driver.cuCtxSetCurrent(self.context))
-        attr = driver.CUdevice_attribute
-        major = check_cuda(driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, self.device))
-        minor = check_cuda(driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, self.device))
-        self.compute_capability = (int(major), int(minor))
+        self.compute_capability = compute_capability(self.device)
         self._closed = False
 
     def make_current(self) -> None:

@@ -41,12 +41,12 @@ def optimize_onnx(src: Path, dst: Path, batch_for_check: int) -> dict[str, Any]:
         raise OptimizeError("onnxslim could not simplify the graph", path=src, note=str(exc).splitlines()[0],
                             hint="report the model; --force after fixing re-runs only this stage") from None
     narrowed, casts = narrow_int64_initializers(model)
-    _check(model, src)
+    check_graph(model, src)
     with atomic_output(dst) as tmp:
         onnx.save(model, str(tmp))
         max_diff, shapes = compare_on_onnxruntime(src, tmp, batch_for_check)
         if _make_output_dims_static(model, shapes):
-            _check(model, src)
+            check_graph(model, src)
             onnx.save(model, str(tmp))
     after = collections.Counter(n.op_type for n in model.graph.node)
     return {
@@ -104,11 +104,12 @@ def narrow_int64_initializers(model: onnx.ModelProto) -> tuple[int, int]:
     return narrowed, casts
 
 
-def _check(model: onnx.ModelProto, src: Path) -> None:
+def check_graph(model: onnx.ModelProto, src: Path, what: str = "optimized graph") -> None:
+    """onnx.checker with full shape checks; a failure is an OptimizeError naming the source graph."""
     try:
         onnx.checker.check_model(model, full_check=True)
     except onnx.checker.ValidationError as exc:
-        raise OptimizeError("optimized graph fails onnx.checker", path=src, note=str(exc).splitlines()[0]) from None
+        raise OptimizeError(f"{what} fails onnx.checker", path=src, note=str(exc).splitlines()[0]) from None
 
 
 def _make_output_dims_static(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> bool:

@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 
 from ..errors import ConfigError, OptimizeError
+from .optimize import check_graph
 from ..evaluate import Confusion
 from ..fileio import atomic_output, sha256_file, sha256_json, write_json_atomic
 from ..runtime.postprocess import labels_from_output
@@ -44,7 +45,7 @@ class AccuracyData:
 
 def load_accuracy_data(images: Path | None, labels: Path | None, limit: int | None, what: str) -> AccuracyData:
     """Images of a folder (sorted, at most `limit`), with label PNGs of the same stems if `labels`."""
-    from ..images import expand_inputs, read_image
+    from ..images import expand_inputs, read_image, read_label
 
     if images is None:
         return AccuracyData([], None, "none")
@@ -53,26 +54,16 @@ def load_accuracy_data(images: Path | None, labels: Path | None, limit: int | No
         raise ConfigError(f"no usable {what}", path=images, note=errors[0].what, hint="give a folder of images")
     paths = paths[:limit]
     loaded = [read_image(p) for p in paths]
-    label_maps = None
-    if labels is not None:
-        import cv2
-
-        label_maps = []
-        for path in paths:
-            label = cv2.imread(str(labels / f"{path.stem}.png"), cv2.IMREAD_GRAYSCALE)
-            if label is None:
-                raise ConfigError("label PNG missing or unreadable", path=labels / f"{path.stem}.png",
-                                  hint="labels are PNGs named like their images")
-            label_maps.append(label)
+    label_maps = [read_label(labels, p) for p in paths] if labels is not None else None
     return AccuracyData(loaded, label_maps, str(images))
 
 
 def synthetic_accuracy_data(count: int = 24) -> AccuracyData:
-    """Generated street scenes (seed 3, never trained on), compared with FP32 only: their labels are
-    the demo model's classes, not necessarily the model's."""
-    from ..synthetic import generate_scene
+    """Generated street scenes (the evaluation seed, never trained on), compared with FP32 only: their
+    labels are the demo model's classes, not necessarily the model's."""
+    from ..synthetic import EVAL_SEED, generate_scene
 
-    return AccuracyData([generate_scene(3, i)[0] for i in range(count)], None, f"{count} generated scenes")
+    return AccuracyData([generate_scene(EVAL_SEED, i)[0] for i in range(count)], None, f"{count} generated scenes")
 
 
 def convert_to_fp16(src: Path, dst: Path) -> dict[str, Any]:
@@ -87,7 +78,7 @@ def convert_to_fp16(src: Path, dst: Path) -> dict[str, Any]:
         warnings.simplefilter("ignore", UserWarning)
         half = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=block)
     _take_fp16_input(half)
-    _checked(half, src)
+    check_graph(half, src, "reduced-precision graph")
     with atomic_output(dst) as tmp:
         onnx.save(half, str(tmp))
     return {"kept_fp32_ops": sorted({n.op_type for n in model.graph.node if n.op_type in block}), "input": "float16"}
@@ -110,14 +101,6 @@ def _take_fp16_input(model: onnx.ModelProto) -> None:
     del model.graph.node[:]
     model.graph.node.extend(kept)
     graph_input.type.tensor_type.elem_type = onnx.TensorProto.FLOAT16
-
-
-def _checked(model: onnx.ModelProto, src: Path) -> None:
-    try:
-        onnx.checker.check_model(model, full_check=True)
-    except onnx.checker.ValidationError as exc:
-        raise OptimizeError("reduced-precision graph fails onnx.checker", path=src,
-                            note=str(exc).splitlines()[0]) from None
 
 
 class _Reader:
