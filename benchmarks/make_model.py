@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from deploy_kit.cli import main as deploy_kit
-from deploy_kit.paddleseg_export import build_pp_liteseg_t, export_inference_model
+from deploy_kit.paddleseg.export import build_pp_liteseg_t, export_inference_model
 
 
 def parse_args() -> argparse.Namespace:

@@ -15,6 +15,14 @@ from typing import Any, Callable, Sequence
 import cv2
 import numpy as np
 
+from .cuda import Event, check_cuda
+from .doctor import read_machine
+from .fileio import atomic_output, write_bytes_atomic, write_json_atomic
+from .paddleseg.postprocess import postprocess_cpu
+from .paddleseg.preprocess import preprocess_cpu
+from .paddleseg.reference import load_reference
+from .segmenter import Segmenter
+
 
 @dataclass
 class BenchConfig:
@@ -67,8 +75,6 @@ def _timed(fn: Callable[[], Any], iterations: int, warmup: int) -> list[float]:
 
 
 def machine_info() -> dict[str, Any]:
-    from .doctor import read_machine
-
     r = read_machine()
     info: dict[str, Any] = {"host": platform.node(), "cpu": platform.processor() or platform.machine(),
                             "driver": r.driver_version, "driver_cuda": r.driver_cuda, "cuda_runtime": r.cuda_runtime,
@@ -97,20 +103,16 @@ def _jetson_info() -> dict[str, Any]:
 def _gpu_used_bytes() -> int:
     from cuda.bindings import driver
 
-    from .runtime.cuda import check_cuda
-
     free, total = check_cuda(driver.cuMemGetInfo())
     return int(total - free)
 
 
 def run_gpu_benchmark(config: BenchConfig) -> dict[str, Any]:
-    from .runtime.segmenter import Segmenter
-
     results: list[BatchResult] = []
     memory: dict[str, int] = {}
     with Segmenter(config.model, backend=config.backend, max_batch=max(config.batches), precision=config.precision,
                    cuda_graph=config.cuda_graph) as segmenter:
-        if segmenter._gpu is None:
+        if segmenter.pipeline is None:
             raise RuntimeError(f"the {segmenter.backend} backend has no GPU pipeline; use run_cpu_benchmark")
         memory["after_load"] = _gpu_used_bytes()
         extra = [Segmenter(config.model, backend=segmenter.backend, max_batch=max(config.batches),
@@ -130,7 +132,7 @@ def run_gpu_benchmark(config: BenchConfig) -> dict[str, Any]:
 
 
 def _bench_batch(segmenter, extra, config: BenchConfig, batch: int) -> BatchResult:  # type: ignore[no-untyped-def]
-    pipeline = segmenter._gpu
+    pipeline = segmenter.pipeline
     images = [config.images[i % len(config.images)] for i in range(batch)]
     result = BatchResult(batch)
     result.stages_ms["decode"] = Summary.of(_timed(
@@ -150,7 +152,7 @@ def _bench_batch(segmenter, extra, config: BenchConfig, batch: int) -> BatchResu
     result.end_to_end_ms = Summary.of(end_to_end)
     result.engine_only_ms = Summary.of(_engine_only(pipeline, batch, config))
     result.engine_only_throughput = batch / (result.engine_only_ms.mean / 1000)
-    result.throughput = _overlapped_throughput([segmenter._gpu] + [o._gpu for o in extra], images, config)
+    result.throughput = _overlapped_throughput([segmenter.pipeline] + [o.pipeline for o in extra], images, config)
     if config.baseline:
         result.baseline_throughput = _baseline_throughput(segmenter, images, config)
     return result
@@ -158,8 +160,6 @@ def _bench_batch(segmenter, extra, config: BenchConfig, batch: int) -> BatchResu
 
 def _engine_only(pipeline, batch: int, config: BenchConfig) -> list[float]:  # type: ignore[no-untyped-def]
     """Inference alone on device-resident buffers, like `trtexec --noDataTransfers`."""
-    from .runtime.cuda import Event
-
     samples = []
     with Event() as start, Event() as end:
         for i in range(config.warmup + config.iterations):
@@ -200,9 +200,6 @@ def _baseline_throughput(segmenter, images, config: BenchConfig) -> float:  # ty
     numpy argmax on the host, nearest resize back: the same model through ONNX Runtime CUDA."""
     import onnxruntime as ort
 
-    from .runtime.postprocess import postprocess_cpu
-    from .runtime.preprocess import preprocess_cpu
-
     session = ort.InferenceSession(str(segmenter.model.onnx), providers=["CUDAExecutionProvider"])
     name = session.get_inputs()[0].name
 
@@ -217,8 +214,6 @@ def _baseline_throughput(segmenter, images, config: BenchConfig) -> float:  # ty
 
 def run_cpu_benchmark(config: BenchConfig, paddle_model: Path | None) -> dict[str, Any]:
     """ONNX Runtime CPU against Paddle Inference CPU, same model and images, whole pipeline per image."""
-    from .runtime.segmenter import Segmenter
-
     report: dict[str, Any] = {"backend": "onnxruntime-cpu", "batches": []}
     with Segmenter(config.model, backend="onnxruntime-cpu", max_batch=max(config.batches),
                    precision=config.precision) as segmenter:
@@ -228,8 +223,6 @@ def run_cpu_benchmark(config: BenchConfig, paddle_model: Path | None) -> dict[st
             entry: dict[str, Any] = {"batch": batch, "onnxruntime_cpu_ms": asdict(Summary.of(ort_ms)),
                                      "onnxruntime_cpu_images_per_s": batch / (np.mean(ort_ms) / 1000)}
             if paddle_model is not None:
-                from .reference import load_reference
-
                 reference = load_reference(paddle_model)
                 paddle_ms = _timed(lambda: [reference.segment(im) for im in images], config.iterations, config.warmup)
                 entry["paddle_inference_cpu_ms"] = asdict(Summary.of(paddle_ms))
@@ -240,8 +233,6 @@ def run_cpu_benchmark(config: BenchConfig, paddle_model: Path | None) -> dict[st
 
 def write_results(report: dict[str, Any], out: Path, stem: str) -> list[Path]:
     """JSON, CSV and a PNG chart of one benchmark report."""
-    from .fileio import write_bytes_atomic, write_json_atomic
-
     report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), **report}
     out.mkdir(parents=True, exist_ok=True)
     paths = [write_json_atomic(out / f"{stem}.json", report)]
@@ -265,8 +256,6 @@ def _chart(report: dict[str, Any], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from .fileio import atomic_output
 
     entries = report["batches"]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))

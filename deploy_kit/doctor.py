@@ -5,14 +5,15 @@ tested with injected readings, and `read_machine()` is the only code that touche
 from __future__ import annotations
 
 import ctypes
-import json
 import re
-from dataclasses import dataclass, field
-from importlib import metadata, resources
+from dataclasses import dataclass, field, replace
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .gpu import GpuInfo
+from .backends.tensorrt.features import probe_tensorrt
+from .backends.tensorrt.support import engine_problems, in_range, support_table, supported_sms, version_tuple
+from .machine import GpuInfo, detect_gpus
 
 OK, WARNING, ERROR = "ok", "warning", "error"
 
@@ -40,27 +41,6 @@ class Check:
     fix: str = ""
 
 
-def _table() -> dict[str, Any]:
-    return json.loads(resources.files("deploy_kit").joinpath("data", "tensorrt_support.json").read_text())
-
-
-def _version_tuple(text: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
-
-
-def _in_range(version: str, row: dict[str, Any]) -> bool:
-    major_minor = _version_tuple(version)[:2]
-    return _version_tuple(row["from"]) <= major_minor <= _version_tuple(row["to"])
-
-
-def supported_sms(flavor: str, version: str) -> tuple[list[str], str] | None:
-    """(compute capabilities, source) of the table row for this TensorRT release, or None if unknown."""
-    for row in _table()["compute_capabilities"]:
-        if row["flavor"] == flavor and _in_range(version, row):
-            return row["sms"], row["source"]
-    return None
-
-
 def check_gpus(r: Readings) -> list[Check]:
     if r.driver_version is None and not r.gpus:
         return [Check("GPU", WARNING, "no NVIDIA driver or GPU found",
@@ -77,9 +57,9 @@ def check_driver(r: Readings) -> list[Check]:
         return []
     checks = [Check("NVIDIA driver", OK, f"{r.driver_version or '?'} (CUDA {r.driver_cuda})")]
     # Within a major version a newer runtime runs on an older driver (CUDA minor version compatibility).
-    if r.cuda_runtime and _version_tuple(r.cuda_runtime)[0] > _version_tuple(r.driver_cuda)[0]:
-        needed = next((row for row in reversed(_table()["min_driver_for_cuda"])
-                       if _version_tuple(row["cuda"])[0] <= _version_tuple(r.cuda_runtime)[0]), None)
+    if r.cuda_runtime and version_tuple(r.cuda_runtime)[0] > version_tuple(r.driver_cuda)[0]:
+        needed = next((row for row in reversed(support_table()["min_driver_for_cuda"])
+                       if version_tuple(row["cuda"])[0] <= version_tuple(r.cuda_runtime)[0]), None)
         checks.append(Check("CUDA runtime", ERROR, f"{r.cuda_runtime}, newer than the driver's CUDA {r.driver_cuda}",
                             f"install NVIDIA driver >= {needed['driver'] if needed else 'a newer one'} "
                             f"({needed['source'] if needed else 'CUDA release notes'})"))
@@ -105,39 +85,17 @@ def check_tensorrt(r: Readings) -> list[Check]:
                                 f"{name} does not support SM {gpu.compute_capability} ({gpu.name})",
                                 f"it runs on SM {', '.join(support[0])} ({support[1]}); use a release that "
                                 "supports this GPU, or --backend onnxruntime-cuda"))
-    for row in _table()["cudnn_expected"]:
-        if row["flavor"] == r.tensorrt_flavor and _in_range(r.tensorrt_version, row) and r.cudnn and \
-                _version_tuple(r.cudnn)[:2] < _version_tuple(row["cudnn"])[:2]:
+    for row in support_table()["cudnn_expected"]:
+        if row["flavor"] == r.tensorrt_flavor and in_range(r.tensorrt_version, row) and r.cudnn and \
+                version_tuple(r.cudnn)[:2] < version_tuple(row["cudnn"])[:2]:
             checks.append(Check("cuDNN", WARNING, f"{r.cudnn} loaded, {name} expects {row['cudnn']}",
                                 f"install cuDNN >= {row['cudnn']} ({row['source']})"))
     return checks
 
 
-def engine_problems(meta: dict[str, Any], r: Readings, device: int = 0) -> tuple[list[str], bool]:
-    """Why the engine described by `meta` cannot run here ([] if it can), and whether the installed
-    TensorRT could never run on this GPU (so a rebuild would not help)."""
-    problems = []
-    if r.tensorrt_flavor != meta.get("flavor") or r.tensorrt_version != meta.get("tensorrt_version"):
-        problems.append(f"built by {meta.get('flavor')} {meta.get('tensorrt_version')}, installed: "
-                        f"{r.tensorrt_flavor or 'no TensorRT'} {r.tensorrt_version or ''}".strip())
-    hopeless = not r.gpus or r.tensorrt_flavor is None
-    for gpu in r.gpus[device:device + 1]:
-        support = supported_sms(str(r.tensorrt_flavor), str(r.tensorrt_version)) if r.tensorrt_flavor else None
-        if support and gpu.compute_capability not in support[0]:
-            problems.append(f"{r.tensorrt_flavor} {r.tensorrt_version} does not support "
-                            f"SM {gpu.compute_capability} ({gpu.name}); it runs on SM {', '.join(support[0])}")
-            hopeless = True
-        elif gpu.compute_capability not in meta.get("target_compute_capabilities", []):
-            problems.append(f"built for SM {', '.join(meta.get('target_compute_capabilities', []))}, "
-                            f"this GPU is SM {gpu.compute_capability}")
-    if not r.gpus:
-        problems.append("no GPU to run it on")
-    return problems, hopeless
-
-
 def check_engine(meta: dict[str, Any], r: Readings, onnx_present: bool, convert_command: str) -> list[Check]:
     """Can the engine described by `meta` run here? Rebuild when its ONNX is present, else say how."""
-    problems, hopeless = engine_problems(meta, r)
+    problems, hopeless = engine_problems(meta, r.tensorrt_flavor, r.tensorrt_version, r.gpus[0] if r.gpus else None)
     if not problems:
         return [Check("engine", OK, f"{meta.get('engine_file')} runs here ({meta.get('precision')})")]
     fix = ("infer falls back to ONNX Runtime" if hopeless else
@@ -152,9 +110,6 @@ def blocking_errors(r: Readings) -> list[Check]:
 
 def fast_readings() -> Readings:
     """The readings `infer` needs at start-up (no package scan): GPUs, driver, runtime, TensorRT."""
-    from .compat import probe_tensorrt
-    from .gpu import detect_gpus
-
     trt = probe_tensorrt()
     return Readings(driver_version=_driver_version(), driver_cuda=_driver_cuda(), gpus=detect_gpus(),
                     cuda_runtime=_cuda_runtime(), tensorrt_flavor=trt.flavor if trt else None,
@@ -186,10 +141,8 @@ def exit_code(checks: list[Check]) -> int:
 
 def read_machine() -> Readings:
     """All readings of this machine, for `deploy-kit doctor`."""
-    import dataclasses
-
     ort_version, providers = _onnxruntime()
-    return dataclasses.replace(fast_readings(), cudnn=_cudnn(), onnxruntime=ort_version,
+    return replace(fast_readings(), cudnn=_cudnn(), onnxruntime=ort_version,
                                onnxruntime_providers=providers,
                                packages={n: _package(n) for n in ("cuda-bindings", "paddlepaddle", "paddle2onnx")})
 

@@ -1,4 +1,4 @@
-"""Atomic file output and content hashing, shared by every stage and the runtime."""
+"""Atomic file output, content hashing and the cache folder, shared by every layer."""
 
 from __future__ import annotations
 
@@ -8,6 +8,12 @@ import json
 import os
 from pathlib import Path
 from typing import Any, Iterator
+
+
+def cache_root() -> Path:
+    """deploy-kit's cache: $DEPLOY_KIT_CACHE, else $XDG_CACHE_HOME/deploy-kit, else ~/.cache/deploy-kit."""
+    base = os.environ.get("DEPLOY_KIT_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "deploy-kit"
+    return Path(base)
 
 
 @contextlib.contextmanager

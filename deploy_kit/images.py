@@ -4,6 +4,7 @@ writing label maps and overlays atomically."""
 from __future__ import annotations
 
 import glob
+import io
 from pathlib import Path
 
 import cv2
@@ -11,7 +12,6 @@ import numpy as np
 
 from .errors import InputImageError
 from .fileio import atomic_output, write_bytes_atomic
-from .runtime.postprocess import color_map, overlay
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 DEFAULT_MAX_PIXELS = 64_000_000
@@ -44,8 +44,6 @@ def expand_inputs(items: list[str]) -> tuple[list[Path], list[InputImageError]]:
 def _header_size(data: bytes, path: Path) -> tuple[int, int] | None:
     """(width, height) from the header alone, so huge images are refused before decoding."""
     from PIL import Image, UnidentifiedImageError
-    import io
-
     try:
         with Image.open(io.BytesIO(data)) as image:
             return image.size
@@ -109,3 +107,21 @@ def write_overlay(path: Path, image_bgr: np.ndarray, labels: np.ndarray) -> Path
     if not ok:
         raise InputImageError("could not encode the overlay", path=path)
     return write_bytes_atomic(path, encoded.tobytes())
+
+
+def color_map(count: int = 256) -> np.ndarray:
+    """The PASCAL VOC palette PaddleSeg uses for pseudo-colour label images (count x 3, RGB)."""
+    palette = np.zeros((count, 3), np.uint8)
+    for label in range(count):
+        value, shift = label, 7
+        while value:
+            for channel in range(3):
+                palette[label, channel] |= ((value >> channel) & 1) << shift
+            shift -= 1
+            value >>= 3
+    return palette
+
+
+def overlay(image_bgr: np.ndarray, colored_bgr: np.ndarray, weight: float = 0.6) -> np.ndarray:
+    """Colours blended over the image, as PaddleSeg's visualize does (weight on the image)."""
+    return cv2.addWeighted(image_bgr, weight, colored_bgr, 1 - weight, 0)

@@ -14,10 +14,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from deploy_kit.config import load_deploy_config
+from deploy_kit.paddleseg.deploy_config import load_deploy_config
 from deploy_kit.fileio import sha256_file
-from deploy_kit.models import MANIFEST, PACKED_PARAMS
-from deploy_kit.pdiparams import compress_to_fp16, restore_from_fp16
+from deploy_kit.paddleseg.demo import MANIFEST, PACKED_PARAMS
+from deploy_kit.paddleseg.pdiparams import compress_to_fp16, restore_from_fp16
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from deploy_kit.evaluate import Confusion
-from deploy_kit.paddleseg_export import build_pp_liteseg_t, export_inference_model
+from deploy_kit.paddleseg.export import build_pp_liteseg_t, export_inference_model
 from deploy_kit.synthetic import CLASS_NAMES, SceneSpec, generate_scene
 
 TRAIN_SEED, VAL_SEED = 1, 2  # the README's quality bar uses seed 3, never seen here

@@ -29,7 +29,7 @@ def _export_random_pp_liteseg(save_dir: Path, output_op: str, input_shape: list,
     require("paddle", "paddleseg", "paddle2onnx")
     import paddle
 
-    from deploy_kit.paddleseg_export import build_pp_liteseg_t, export_inference_model
+    from deploy_kit.paddleseg.export import build_pp_liteseg_t, export_inference_model
 
     paddle.seed(7)
     model = build_pp_liteseg_t(num_classes=5)

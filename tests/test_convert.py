@@ -13,8 +13,8 @@ import onnx
 import pytest
 
 from deploy_kit.cli import main
-from deploy_kit.config import load_deploy_config
-from deploy_kit.reference import PaddleReference
+from deploy_kit.paddleseg.deploy_config import load_deploy_config
+from deploy_kit.paddleseg.reference import PaddleReference
 
 from .conftest import require
 
@@ -137,7 +137,7 @@ def test_fp16_on_strongly_typed_tensorrt_builds_from_an_fp16_graph(paddle_model,
 
 
 def test_without_tensorrt_convert_stops_after_onnx(paddle_model, tmp_path):
-    from deploy_kit.compat import FLAVORS
+    from deploy_kit.backends.tensorrt.features import FLAVORS
 
     names = [name for modules in FLAVORS.values() for name in modules]
     hide = f"import sys; sys.modules.update(dict.fromkeys({names!r})); " \

@@ -11,11 +11,9 @@ import pytest
 from onnx import TensorProto, helper
 
 from deploy_kit.cli import main
-from deploy_kit.compat import probe_tensorrt
-from deploy_kit.config import ConvertOptions
+from deploy_kit.backends.tensorrt.features import probe_tensorrt
 from deploy_kit.errors import BuildError
-from deploy_kit.stages.build import BuildRequest, build_engine
-from deploy_kit.stages.export import InputPlan
+from deploy_kit.backends.tensorrt.build import BuildSpec, build_engine
 
 from .conftest import require
 
@@ -119,7 +117,7 @@ def test_onnx_tensorrt_cannot_parse_names_the_node(tmp_path):
     require("tensorrt_rtx")
     features = probe_tensorrt()
     assert features is not None
-    request = BuildRequest(_unparsable_onnx(tmp_path / "bad.onnx"), InputPlan(4, 4, "test", 1), ConvertOptions())
+    request = BuildSpec(_unparsable_onnx(tmp_path / "bad.onnx"), ((1, 3, 4, 4),) * 3)
     with pytest.raises(BuildError) as caught:
         build_engine(request, features, tmp_path / "model.engine")
     message = caught.value.one_line()

@@ -14,7 +14,7 @@ from deploy_kit.cli import main
 from deploy_kit.errors import ConfigError
 from deploy_kit.evaluate import Confusion
 from deploy_kit.fileio import sha256_file
-from deploy_kit.models import DEFAULT_MODEL_DIR, MANIFEST, PACKED_PARAMS, restore_default_model
+from deploy_kit.paddleseg.demo import DEFAULT_MODEL_DIR, MANIFEST, PACKED_PARAMS, restore_default_model
 from deploy_kit.synthetic import CLASS_NAMES, generate_scene
 
 from .conftest import require

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from deploy_kit.cli import main
-from deploy_kit.gpu import detect_gpus
+from deploy_kit.machine import detect_gpus
 
 
 def test_doctor_without_gpu_reports_it_and_exits_with_warnings(capsys):

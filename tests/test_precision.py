@@ -25,7 +25,7 @@ def data(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def demo_model(tmp_path_factory) -> Path:
     require("paddle", "paddle2onnx")
-    from deploy_kit.models import restore_default_model
+    from deploy_kit.paddleseg.demo import restore_default_model
 
     mp = pytest.MonkeyPatch()
     mp.setenv("DEPLOY_KIT_CACHE", str(tmp_path_factory.mktemp("cache")))

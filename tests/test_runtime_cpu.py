@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from deploy_kit.cli import main
-from deploy_kit.config import load_deploy_config
-from deploy_kit.reference import PaddleReference
-from deploy_kit.runtime.preprocess import PreprocessSpec, preprocess_cpu
-from deploy_kit.runtime.segmenter import Segmenter
+from deploy_kit.paddleseg.deploy_config import load_deploy_config
+from deploy_kit.paddleseg.reference import PaddleReference
+from deploy_kit.paddleseg.preprocess import PreprocessSpec, preprocess_cpu
+from deploy_kit import Segmenter
 
 
 @pytest.fixture(scope="module")

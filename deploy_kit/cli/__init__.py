@@ -12,7 +12,7 @@ import logging
 import sys
 from typing import Sequence
 
-from .. import __version__
+from ..version import __version__
 from ..errors import DeployKitError
 from . import benchmark, convert, doctor, eval, infer
 

@@ -14,16 +14,23 @@ import json
 from pathlib import Path
 
 import cv2
+import numpy as np
 
+from ..artifact import PRECISIONS
+from ..backends import registry
+from ..benchmark import BenchConfig, machine_info, run_cpu_benchmark, run_gpu_benchmark, write_results
 from ..errors import ConfigError
+from ..images import expand_inputs
+from ..machine import detect_gpus
+from ..synthetic import SceneSpec, generate_scene
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, required=True, help="convert output folder")
     parser.add_argument("--images", type=Path, help="folder of images (default: generated 1024x2048 scenes)")
     parser.add_argument("--batch", default="1,4,8", help="batch sizes, e.g. 1,4,8")
-    parser.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "onnxruntime-cuda", "onnxruntime-cpu"))
-    parser.add_argument("--precision", choices=("fp32", "fp16", "int8"),
+    parser.add_argument("--backend", default="auto", choices=registry.names())
+    parser.add_argument("--precision", choices=PRECISIONS,
                         help="which converted graph ONNX Runtime runs (default: the one convert made)")
     parser.add_argument("--cuda-graph", action="store_true", help="replay inference as a CUDA graph (TensorRT)")
     parser.add_argument("--iterations", type=int, default=50)
@@ -38,12 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _images(folder: Path | None) -> list[bytes]:
     if folder is None:
-        from ..synthetic import SceneSpec, generate_scene
-
         scenes = [generate_scene(4, i, SceneSpec(1024, 2048))[0] for i in range(4)]
         return [cv2.imencode(".png", s)[1].tobytes() for s in scenes]
-    from ..images import expand_inputs
-
     paths, errors = expand_inputs([str(folder)])
     if errors:
         raise errors[0]
@@ -51,11 +54,6 @@ def _images(folder: Path | None) -> list[bytes]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from ..benchmark import BenchConfig, machine_info, run_cpu_benchmark, run_gpu_benchmark, write_results
-    from ..gpu import detect_gpus
-
     try:
         batches = tuple(int(b) for b in args.batch.split(","))
     except ValueError:

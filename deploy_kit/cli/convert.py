@@ -11,8 +11,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import PRECISIONS, BatchRange, ConvertOptions, parse_input_shape, parse_size, parse_target_sms
-from ..pipeline import StageResult, convert
+from ..artifact import PRECISIONS, REPORT_NAME
+from ..convert.options import BatchRange, ConvertOptions, parse_input_shape, parse_size, parse_target_sms
+from ..convert.pipeline import StageResult, convert
+from ..doctor import blocking_errors, fast_readings
+from ..errors import EngineCompatibilityError
+from ..paddleseg.demo import restore_default_model
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,22 +57,17 @@ def print_stage(stage: StageResult) -> None:
 
 def _stop_on_blocking_errors() -> None:
     """The start-up half of `deploy-kit doctor`: stop before TensorRT can fail obscurely."""
-    from ..doctor import blocking_errors, fast_readings
-    from ..errors import EngineCompatibilityError
-
     for check in blocking_errors(fast_readings()):
         raise EngineCompatibilityError(f"{check.name}: {check.value}", hint=check.fix + " (see deploy-kit doctor)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..models import restore_default_model
-
     options = options_from(args)
     if not options.onnx_only:
         _stop_on_blocking_errors()
     model = args.model if args.model is not None else restore_default_model()
     result = convert(model, args.out, options, print_stage)
-    print(f"{result.plan.describe()}; report in {args.out / 'convert.json'}")
+    print(f"{result.plan.describe()}; report in {args.out / REPORT_NAME}")
     if result.engine is not None:
         print(f"next: deploy-kit infer IMAGE --model {args.out}")
     else:

@@ -13,6 +13,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ..artifact import Artifact
+from ..doctor import exit_code, read_machine, run_checks
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, help="a convert output folder whose engine to check")
@@ -20,16 +23,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _engine_meta(folder: Path) -> tuple[dict[str, Any] | None, bool]:
-    metas = sorted(folder.glob("*.engine.json"))
-    if not metas:
+    artifact = Artifact.open(folder)
+    engines = artifact.engines()
+    if not engines:
         return None, False
-    meta = json.loads(metas[0].read_text())
+    meta = engines[0].meta
     return meta, (folder / meta.get("onnx_file", "")).is_file()
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..doctor import exit_code, read_machine, run_checks
-
     meta, onnx_present = _engine_meta(args.model) if args.model else (None, False)
     checks = run_checks(read_machine(), meta, onnx_present,
                         f"deploy-kit convert MODEL -o {args.model} --force" if args.model else "")

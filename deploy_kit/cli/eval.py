@@ -17,11 +17,15 @@ from typing import Iterator
 
 import numpy as np
 
+from ..backends import registry
 from ..errors import ConfigError
 from ..evaluate import Confusion
 from ..fileio import write_json_atomic
 from ..images import expand_inputs, read_image, read_label
-from ..synthetic import EVAL_SEED
+from ..paddleseg.demo import restore_default_model
+from ..paddleseg.reference import load_reference
+from ..segmenter import Segmenter
+from ..synthetic import EVAL_SEED, generate_scene
 
 
 
@@ -31,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--synthetic", type=int, metavar="N", help="evaluate on N generated scenes instead")
     parser.add_argument("--seed", type=int, default=EVAL_SEED, help="seed of the generated scenes (default: 3)")
     parser.add_argument("--model", type=Path, help="convert output or PaddleSeg export (default: shipped demo model)")
-    parser.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "onnxruntime-cuda", "onnxruntime-cpu"))
+    parser.add_argument("--backend", default="auto", choices=registry.names())
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--num-classes", type=int, help="default: the model's output channels")
     parser.add_argument("--reference", choices=("paddle",), help="also measure pixel agreement with Paddle Inference")
@@ -40,8 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _samples(args: argparse.Namespace) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     if args.synthetic:
-        from ..synthetic import generate_scene
-
         for index in range(args.synthetic):
             image, label = generate_scene(args.seed, index)
             yield f"synthetic-{args.seed}-{index}", image, label
@@ -63,15 +65,11 @@ def _paddle_model_dir(model: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..models import restore_default_model
-    from ..runtime.segmenter import Segmenter
 
     model = args.model or restore_default_model()
     samples = list(_samples(args))
     reference = None
     if args.reference == "paddle":
-        from ..reference import load_reference
-
         reference = load_reference(_paddle_model_dir(model))
     with Segmenter(model, backend=args.backend, max_batch=args.batch) as segmenter:
         print(f"backend: {segmenter.backend} ({segmenter.choice.reason})")

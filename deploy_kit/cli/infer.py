@@ -1,7 +1,7 @@
 """Segment images: a palette PNG label map per image, at the image's size (and an overlay).
 
   deploy-kit infer image.png [more.jpg dir/ 'glob/*.png'] [--model build/] [-o out/]
-      [--backend auto|tensorrt|onnxruntime-cuda|onnxruntime-cpu] [--batch N] [--overlay] [--device 0]
+      [--backend auto|tensorrt|tensorrt-rtx|onnxruntime-cuda|onnxruntime-cpu] [--batch N] [--overlay] [--device 0]
 
 --model takes a convert output folder or a PaddleSeg inference folder (converted on the fly, cached);
 without it, the shipped demo model. Exit code: the number of images that failed (0 when all worked).
@@ -16,15 +16,18 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backends import registry
 from ..errors import DeployKitError, InputImageError
+from ..paddleseg.demo import restore_default_model
 from ..images import DEFAULT_MAX_PIXELS, expand_inputs, read_image, write_label_png, write_overlay
+from ..segmenter import Segmenter
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", help="image files, folders or quoted globs")
     parser.add_argument("--model", type=Path, help="convert output or PaddleSeg export (default: shipped demo model)")
     parser.add_argument("-o", "--out", type=Path, default=Path("out"), help="output folder (default: out/)")
-    parser.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "onnxruntime-cuda", "onnxruntime-cpu"))
+    parser.add_argument("--backend", default="auto", choices=registry.names())
     parser.add_argument("--batch", type=int, default=1, help="images per inference (default: 1)")
     parser.add_argument("--overlay", action="store_true", help="also write <name>_overlay.jpg")
     parser.add_argument("--device", type=int, default=0, help="CUDA device index (default: 0)")
@@ -33,8 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _default_model() -> Path:
-    from ..models import restore_default_model
-
     return restore_default_model()
 
 
@@ -60,8 +61,6 @@ def _progress(total: int):  # type: ignore[no-untyped-def]
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..runtime.segmenter import Segmenter
-
     if args.batch < 1:
         raise DeployKitError(f"--batch {args.batch} is not a batch size", hint="use --batch 1 or more")
     paths, failures = expand_inputs(args.images)

@@ -1,2 +1,2 @@
-"""The inference runtime: a small CUDA layer on cuda.bindings, GPU pre/post-processing kernels and
-executors (TensorRT, ONNX Runtime CUDA, ONNX Runtime CPU) behind one interface."""
+"""The inference runtime: GPU pre/post-processing kernels (NVRTC), the GPU pipeline around a device
+executor, and sessions that own the CUDA resources. It runs what the backends open; it never converts."""

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
-from typing import Sequence
-
 import ctypes
+from typing import Sequence
 
 import numpy as np
 
+from ..backends.base import DeviceExecutor
+from ..cuda import CudaContext, CudaGraph, DeviceBuffer, Event, KernelArg, KernelModule, PinnedBuffer, Stream
 from ..errors import ConfigError
-from ..models import cache_root
-from .cuda import CudaContext, CudaGraph, DeviceBuffer, Event, KernelArg, KernelModule, PinnedBuffer, Stream
-from .executor import DeviceExecutor
-from .preprocess import PreprocessSpec, cv2_linear_scale
+from ..fileio import cache_root
+from ..paddleseg.preprocess import PreprocessSpec, cv2_linear_scale
 
 BLOCK = (32, 8, 1)
 
@@ -105,6 +104,7 @@ class GpuPipeline:
 
     def enqueue(self, images: Sequence[np.ndarray]) -> None:
         """Queues the whole batch on the stream; `collect` after a synchronize returns the labels."""
+        self.context.make_current()  # the caller may be any thread: a server worker, a pipeline stage
         e = self._events
         e[0].record(self.stream)
         src_dev, src_offsets = self._upload(images)
@@ -123,6 +123,7 @@ class GpuPipeline:
         if not self.cuda_graph:
             self.executor.enqueue(self.model_input.ptr, self.model_output.ptr, batch, self.stream)
             return
+        self.context.make_current()
         if batch not in self._graphs:
             # One plain enqueue first: TensorRT allocates and sets shapes lazily, which capture cannot hold.
             self.executor.enqueue(self.model_input.ptr, self.model_output.ptr, batch, self.stream)
@@ -139,6 +140,7 @@ class GpuPipeline:
 
     def preprocess_only(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """The model input the kernel makes for `images` (NCHW, the executor's dtype): for tests and benchmarks."""
+        self.context.make_current()
         self._queue_preprocess(images, *self._upload(images))
         nbytes = len(images) * self.input_image_bytes
         with PinnedBuffer(nbytes) as host:
@@ -148,6 +150,7 @@ class GpuPipeline:
 
     def postprocess_only(self, outputs: np.ndarray, sizes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
         """Label maps the kernel makes from host model outputs (N x ...): for tests and benchmarks."""
+        self.context.make_current()
         outputs = np.ascontiguousarray(outputs, dtype=self.executor.output.dtype)
         with PinnedBuffer(outputs.nbytes) as staging:
             staging.view(np.uint8, (outputs.nbytes,))[:] = outputs.view(np.uint8).reshape(-1)
@@ -210,6 +213,7 @@ class GpuPipeline:
         self._post_kernel.launch(_grid(out_w, out_h), BLOCK, self.stream, args)
 
     def close(self) -> None:
+        self.context.make_current()
         for owned in (*self._graphs.values(), *self._events, self.model_input, self.model_output, self._pre, self._post):
             owned.close()
         self._images.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy_kit.gpu import detect_gpus
+from deploy_kit.machine import detect_gpus
 
 
 def pytest_collection_modifyitems(items):

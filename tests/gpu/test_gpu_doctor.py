@@ -9,8 +9,10 @@ import shutil
 import pytest
 
 from deploy_kit.cli import main
-from deploy_kit.compat import probe_tensorrt
-from deploy_kit.doctor import read_machine, supported_sms
+from deploy_kit.backends.tensorrt.features import probe_tensorrt
+from deploy_kit.artifact import Artifact
+from deploy_kit.backends.tensorrt.support import supported_sms
+from deploy_kit.doctor import read_machine
 
 
 def test_real_readings(gpu, capsys):
@@ -34,11 +36,11 @@ def test_rtx_engine_on_unsupported_gpu_is_refused_and_infer_falls_back(gpu, gpu_
         pytest.skip("needs TensorRT-RTX (../shared/gpu/stage.sh --with-trt-rtx)")
     if gpu.compute_capability in supported_sms("tensorrt_rtx", features.version)[0]:
         pytest.skip(f"TensorRT-RTX supports SM {gpu.compute_capability}: nothing to refuse")
-    from deploy_kit.pipeline import rebuild_engine
+    from deploy_kit.convert.pipeline import rebuild_engine
 
     folder = tmp_path / "model"
     shutil.copytree(gpu_model, folder)
-    rebuild_engine(folder, features, target_sms=("8.6",), out_dir=folder)  # RTX builds for 8.6 anywhere
+    rebuild_engine(Artifact.open(folder), features, gpu, target_sms=("8.6",), out_dir=folder)  # RTX builds for 8.6 anywhere
     assert main(["doctor", "--model", str(folder), "--json"]) in (1, 2)
     engine = next(c for c in json.loads(capsys.readouterr().out) if c["name"] == "engine")
     assert f"does not support SM {gpu.compute_capability}" in engine["value"]

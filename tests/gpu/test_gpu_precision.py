@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deploy_kit.runtime.segmenter import Segmenter
-from deploy_kit.stages.precision import DEFAULT_MAX_MIOU_LOSS
+from deploy_kit import Segmenter
+from deploy_kit.convert.precision import DEFAULT_MAX_MIOU_LOSS
 
 
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 def test_reduced_graphs_on_cuda_agree_with_cpu(gpu, photos, precision):
-    from deploy_kit.runtime.onnxruntime_cuda import cuda_provider_available
+    from deploy_kit.backends.onnxruntime.cuda import cuda_provider_available
 
     folder = os.environ.get("DEPLOY_KIT_GPU_PRECISION_MODEL")
     if not folder or not (Path(folder) / f"model.{precision}.onnx").is_file():

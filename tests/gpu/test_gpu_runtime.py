@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploy_kit.runtime.cuda import CudaContext, Stream
-from deploy_kit.runtime.executor import DeviceExecutor, TensorSpec
+from deploy_kit.cuda import CudaContext, Stream
+from deploy_kit.backends.base import DeviceExecutor, TensorSpec
 from deploy_kit.runtime.gpu_pipeline import GpuPipeline
-from deploy_kit.runtime.postprocess import postprocess_cpu
-from deploy_kit.runtime.preprocess import PreprocessSpec, preprocess_cpu
-from deploy_kit.runtime.segmenter import Segmenter
+from deploy_kit.paddleseg.postprocess import postprocess_cpu
+from deploy_kit.paddleseg.preprocess import PreprocessSpec, preprocess_cpu
+from deploy_kit import Segmenter
 
 SPEC = PreprocessSpec(256, 512, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), True,
                       ({"type": "Resize", "target_size": [512, 256]},
@@ -69,14 +69,14 @@ def test_postprocess_kernel_matches_cpu_twin_exactly(cuda, dtype):
 
 
 def test_onnxruntime_cuda_path_agrees_with_cpu_path(gpu, gpu_model, photos):
-    from deploy_kit.runtime.onnxruntime_cuda import cuda_provider_available
+    from deploy_kit.backends.onnxruntime.cuda import cuda_provider_available
 
     if not cuda_provider_available():
         pytest.skip("needs onnxruntime-gpu with a working CUDA provider")
     with Segmenter(gpu_model, backend="onnxruntime-cuda", max_batch=4) as on_gpu:
         assert on_gpu.backend == "onnxruntime-cuda"
         gpu_labels = on_gpu.predict(photos) + on_gpu.predict(photos[:1])
-        times = on_gpu._gpu.times
+        times = on_gpu.pipeline.times
     with Segmenter(gpu_model, backend="onnxruntime-cpu", max_batch=4) as on_cpu:
         cpu_labels = on_cpu.predict(photos) + on_cpu.predict(photos[:1])
     agreement = np.mean(np.concatenate([(a == b).ravel() for a, b in zip(gpu_labels, cpu_labels)]))
@@ -85,12 +85,12 @@ def test_onnxruntime_cuda_path_agrees_with_cpu_path(gpu, gpu_model, photos):
 
 
 def test_auto_backend_picks_the_gpu(gpu, gpu_model, capsys):
-    from deploy_kit.runtime.onnxruntime_cuda import cuda_provider_available
+    from deploy_kit.backends.onnxruntime.cuda import cuda_provider_available
 
     if not cuda_provider_available():
         pytest.skip("needs onnxruntime-gpu with a working CUDA provider")
     with Segmenter(gpu_model) as segmenter:
-        assert segmenter.backend in ("onnxruntime-cuda", "tensorrt", "tensorrt_rtx")
+        assert segmenter.backend in ("onnxruntime-cuda", "tensorrt", "tensorrt-rtx")
         assert gpu.name in segmenter.choice.reason
 
 
@@ -98,7 +98,7 @@ def test_cuda_graph_replays_captured_work(cuda, photos):
     """The CudaGraph wrapper on our own kernels: a replay into a zeroed buffer writes what direct launches wrote."""
     from cuda.bindings import driver
 
-    from deploy_kit.runtime.cuda import CudaGraph, PinnedBuffer, check_cuda
+    from deploy_kit.cuda import CudaGraph, PinnedBuffer, check_cuda
 
     context, stream = cuda
     pipeline = GpuPipeline(ShapesOnly(np.float32, np.float32, (5, 256, 512)), SPEC, context, stream, max_batch=1)
@@ -121,9 +121,38 @@ def test_cuda_graph_replays_captured_work(cuda, photos):
 
 def test_cuda_graph_refused_for_onnxruntime(gpu, gpu_model):
     from deploy_kit.errors import ConfigError
-    from deploy_kit.runtime.onnxruntime_cuda import cuda_provider_available
+    from deploy_kit.backends.onnxruntime.cuda import cuda_provider_available
 
     if not cuda_provider_available():
         pytest.skip("needs onnxruntime-gpu with a working CUDA provider")
     with pytest.raises(ConfigError, match="CUDA graph"):
         Segmenter(gpu_model, backend="onnxruntime-cuda", cuda_graph=True)
+
+
+def test_kernels_run_from_a_thread_that_did_not_create_the_context(cuda, photos):
+    """A server worker or pipeline stage calls in from its own thread: the pipeline makes its context current."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pipeline = GpuPipeline(ShapesOnly(np.float32, np.float32, (5, 256, 512)), SPEC, *cuda, max_batch=1)
+    try:
+        here = pipeline.preprocess_only(photos[:1])
+        with ThreadPoolExecutor(1) as pool:
+            there = pool.submit(pipeline.preprocess_only, photos[:1]).result()
+    finally:
+        pipeline.close()
+    np.testing.assert_array_equal(here, there)
+
+
+def test_segmenter_predicts_from_several_threads(gpu, gpu_model, photos):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from deploy_kit.backends.onnxruntime.cuda import cuda_provider_available
+
+    if not cuda_provider_available():
+        pytest.skip("needs onnxruntime-gpu with a working CUDA provider")
+    with Segmenter(gpu_model, backend="onnxruntime-cuda", max_batch=2) as segmenter:
+        want = segmenter.predict(photos)
+        with ThreadPoolExecutor(3) as pool:
+            got = list(pool.map(lambda photo: segmenter.predict([photo])[0], photos))
+    for a, b in zip(want, got):
+        np.testing.assert_array_equal(a, b)

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deploy_kit.config import BatchRange, parse_input_shape, parse_size, parse_target_sms, resize_target_hw
+from deploy_kit.convert.options import BatchRange, parse_input_shape, parse_size, parse_target_sms
+from deploy_kit.paddleseg.deploy_config import resize_target_hw
 from deploy_kit.errors import ConfigError
-from deploy_kit.pdiparams import compress_to_fp16, restore_from_fp16, scan
+from deploy_kit.paddleseg.pdiparams import compress_to_fp16, restore_from_fp16, scan
 
 
 def test_option_parsers():

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from deploy_kit.doctor import ERROR, OK, WARNING, Readings, exit_code, run_checks, supported_sms
-from deploy_kit.gpu import GpuInfo
+from deploy_kit.backends.tensorrt.support import supported_sms
+from deploy_kit.doctor import ERROR, OK, WARNING, Readings, exit_code, run_checks
+from deploy_kit.machine import GpuInfo
 
 H100 = GpuInfo(0, "NVIDIA H100 80GB HBM3", "9.0", 70 << 30, 80 << 30)
 ORIN = GpuInfo(0, "Orin", "8.7", 20 << 30, 30 << 30)

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from deploy_kit.stages.optimize import compare_on_onnxruntime, narrow_int64_initializers
+from deploy_kit.convert.optimize import compare_on_onnxruntime, narrow_int64_initializers
 
 
 def _graph(tmp_path: Path) -> tuple[onnx.ModelProto, Path]:

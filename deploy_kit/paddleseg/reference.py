@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import DeployConfig
+from .deploy_config import DeployConfig, load_deploy_config
 
 
 class PaddleReference:
@@ -59,6 +59,4 @@ class PaddleReference:
 
 
 def load_reference(model_dir: Path) -> PaddleReference:
-    from .config import load_deploy_config
-
     return PaddleReference(load_deploy_config(model_dir))

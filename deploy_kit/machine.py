@@ -1,13 +1,15 @@
 """What GPUs this machine has, read through the CUDA driver API when it is present.
 
-Used by the build stage (workspace default, target compute capability) and by the compatibility
-checks. A machine without a driver or without `cuda-bindings` simply has no GPUs.
+Used by the backends (can this engine run on that GPU), the engine build (workspace default, target
+compute capability) and the compatibility checks. A machine without a driver or without `cuda-bindings` simply has no GPUs.
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+
+from .cuda import check_cuda, compute_capability
 
 
 @dataclass(frozen=True)
@@ -32,8 +34,6 @@ def detect_gpus() -> tuple[GpuInfo, ...]:
 
 
 def _read_gpus(driver) -> list[GpuInfo]:  # type: ignore[no-untyped-def]
-    from .runtime.cuda import check_cuda, compute_capability
-
     check_cuda(driver.cuInit(0))
     gpus = []
     for index in range(check_cuda(driver.cuDeviceGetCount())):

@@ -13,7 +13,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import CudaError
+from .errors import CudaError
+from .fileio import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,10 @@ class _Owned:
     """Idempotent close() plus context-manager support; `__del__` only warns about a leak."""
 
     _closed = True
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def close(self) -> None:
         if not self._closed:
@@ -270,8 +275,6 @@ class KernelModule(_Owned):
             return cached.read_bytes()
         cubin = compile_cubin(self.source, self.arch, self.options, self.headers)
         if cached is not None:
-            from ..fileio import write_bytes_atomic
-
             write_bytes_atomic(cached, cubin)
         return cubin
 

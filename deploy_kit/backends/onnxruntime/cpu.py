@@ -1,4 +1,4 @@
-"""ONNX Runtime on the CPU: the executor for machines without a GPU."""
+"""ONNX Runtime on the CPU: the backend that runs anywhere, and the executor the accuracy checks use."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .executor import HostExecutor, TensorSpec
+from ...artifact import Artifact
+from ...machine import GpuInfo
+from ..base import HostBackend, HostExecutor, OpenRequest, TensorSpec, Verdict
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int32)": np.int32,
               "tensor(int64)": np.int64}
@@ -38,3 +40,16 @@ class OnnxRuntimeCpuExecutor(HostExecutor):
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run([self.output.name], {self.input.name: batch.astype(self.input.dtype, copy=False)})[0]
+
+
+class OnnxRuntimeCpuBackend(HostBackend):
+    name = "onnxruntime-cpu"
+
+    def check(self, artifact: Artifact, gpus: tuple[GpuInfo, ...], device: int) -> Verdict:
+        return Verdict(True, "ONNX Runtime on the CPU")
+
+    def default_precision(self, artifact: Artifact) -> str:
+        return "fp32"  # the CPU emulates FP16 and runs INT8 Q/DQ slower than FP32
+
+    def open(self, artifact: Artifact, request: OpenRequest) -> OnnxRuntimeCpuExecutor:
+        return OnnxRuntimeCpuExecutor(artifact.graph(request.precision))

@@ -1,18 +1,16 @@
-"""Configuration: the PaddleSeg model folder (`deploy.yaml` is the single source of truth for
-preprocessing) and the options of `convert`, as frozen dataclasses. Shapes are NCHW everywhere."""
+"""A PaddleSeg inference folder as `tools/export.py` writes it: `deploy.yaml` (the single source of truth
+for preprocessing), the program and its parameters. Shapes are NCHW everywhere."""
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
-PRECISIONS = ("fp32", "fp16", "int8")
 # PP-LiteSeg's SPPM pools to bins 1, 2 and 4 of the stride-32 feature map, so with adaptive pooling in
 # the graph H and W must divide by 32 * 4; every PaddleSeg backbone needs at least its stride of 32.
 ADAPTIVE_POOL_MULTIPLE, STRIDE_MULTIPLE = 128, 32
@@ -37,99 +35,6 @@ class DeployConfig:
     def uses_adaptive_pooling(self) -> bool:
         """True when the Paddle program holds adaptive pooling (then paddle2onnx needs a static H, W)."""
         return b"adaptive" in self.model_file.read_bytes()
-
-
-@dataclass(frozen=True)
-class BatchRange:
-    """TensorRT optimization profile for the batch dimension."""
-
-    min: int = 1
-    opt: int = 1
-    max: int = 8
-
-    @classmethod
-    def parse(cls, text: str) -> BatchRange:
-        parts = text.split(":")
-        try:
-            values = [int(p) for p in parts]
-        except ValueError:
-            values = []
-        if len(values) == 1:
-            values = values * 3
-        if len(values) != 3 or not 1 <= values[0] <= values[1] <= values[2]:
-            raise ConfigError(f"bad --batch {text!r}", hint="give MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX, e.g. 1:1:8")
-        return cls(*values)
-
-
-@dataclass(frozen=True)
-class ConvertOptions:
-    """Everything `convert` can be told; defaults live here and nowhere else.
-
-    Attributes:
-        opset: ONNX opset paddle2onnx exports at (TensorRT 8.6 parses 9-17).
-        precision: engine precision; fp16 means an FP16 ONNX graph on strongly typed TensorRT.
-        batch: optimization profile of the batch dimension (a fixed-batch export overrides it).
-        input_shape: NCHW to export and build at, when `deploy.yaml` leaves H and W open.
-        workspace: builder workspace limit in bytes; None means a safe share of free GPU memory.
-        target_sms: compute capabilities to build for, e.g. ("8.7",); None means the builder's GPU.
-        calib_images: folder of images to calibrate INT8 on (through the inference preprocessing).
-        calib_count: at most this many calibration images (sorted by name).
-        eval_images, eval_labels: images (and label PNGs) for the accuracy report; else the calibration
-            images, else generated scenes, compared with the FP32 graph.
-        max_miou_loss: mIoU points the reduced precision may lose (default 0.3 FP16, 1.5 INT8).
-        accept_accuracy_loss: keep a graph above that limit (the report still says "fail").
-        force: redo every stage even when its inputs did not change.
-        onnx_only: stop after the ONNX stages (no TensorRT needed).
-    """
-
-    opset: int = 11
-    precision: str = "fp32"
-    batch: BatchRange = field(default_factory=BatchRange)
-    input_shape: tuple[int, int, int, int] | None = None
-    workspace: int | None = None
-    target_sms: tuple[str, ...] | None = None
-    calib_images: Path | None = None
-    calib_count: int = 200
-    eval_images: Path | None = None
-    eval_labels: Path | None = None
-    max_miou_loss: float | None = None
-    accept_accuracy_loss: bool = False
-    force: bool = False
-    onnx_only: bool = False
-
-    def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"unknown precision {self.precision!r}", hint=f"use one of {', '.join(PRECISIONS)}")
-        if self.precision == "int8" and self.calib_images is None:
-            raise ConfigError("INT8 needs calibration images", hint="pass --calib-images DIR (e.g. 200 typical images)")
-        if not 7 <= self.opset <= 21:
-            raise ConfigError(f"opset {self.opset} is out of range", hint="use --opset 11 (default) up to 17 for TensorRT")
-
-
-def parse_input_shape(text: str) -> tuple[int, int, int, int]:
-    try:
-        dims = tuple(int(d) for d in re.split(r"[,x ]+", text.strip()))
-    except ValueError:
-        dims = ()
-    if len(dims) != 4 or dims[1] != 3 or min(dims) < 1:
-        raise ConfigError(f"bad --input-shape {text!r}", hint="give N,C,H,W with C=3, e.g. 1,3,512,1024")
-    return dims  # type: ignore[return-value]
-
-
-def parse_size(text: str) -> int:
-    """'2GiB', '512MiB', '1.5G' or plain bytes."""
-    match = re.fullmatch(r"\s*([\d.]+)\s*([KMGT]?)(i?B)?\s*", text, re.IGNORECASE)
-    if not match:
-        raise ConfigError(f"bad size {text!r}", hint="write it like 2GiB or 512MiB")
-    scale = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[match.group(2).upper()]
-    return int(float(match.group(1)) * scale)
-
-
-def parse_target_sms(text: str) -> tuple[str, ...]:
-    sms = tuple(s.strip() for s in text.split(",") if s.strip())
-    if not sms or not all(re.fullmatch(r"\d+\.\d+", s) for s in sms):
-        raise ConfigError(f"bad --target-sm {text!r}", hint="give compute capabilities like 8.7,8.6")
-    return sms
 
 
 def load_deploy_config(model_dir: Path) -> DeployConfig:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import EngineCompatibilityError
-from .cuda import Stream
-from .executor import DeviceExecutor
-from .onnxruntime_cpu import quiet_session_options, tensor_spec
+from ...artifact import Artifact
+from ...cuda import Stream
+from ...errors import EngineCompatibilityError
+from ...machine import GpuInfo
+from ..base import DeviceBackend, DeviceExecutor, OpenRequest, Verdict, gpu_at
+from .cpu import quiet_session_options, tensor_spec
 
 
 def cuda_provider_available() -> bool:
@@ -64,3 +66,22 @@ class OnnxRuntimeCudaExecutor(DeviceExecutor):
 
     def close(self) -> None:
         self._bindings.clear()
+        self.__dict__.pop("session", None)  # the session's CUDA memory goes now, while the context lives
+
+
+class OnnxRuntimeCudaBackend(DeviceBackend):
+    name = "onnxruntime-cuda"
+
+    def check(self, artifact: Artifact, gpus: tuple[GpuInfo, ...], device: int) -> Verdict:
+        gpu = gpu_at(gpus, device)
+        if gpu is None:
+            return Verdict(False, "no CUDA GPU found")
+        if not cuda_provider_available():
+            return Verdict(False, "onnxruntime has no CUDA provider (pip install onnxruntime-gpu)")
+        return Verdict(True, f"ONNX Runtime CUDA on {gpu.name}")
+
+    def open(self, artifact: Artifact, request: OpenRequest, stream: Stream) -> OnnxRuntimeCudaExecutor:
+        return OnnxRuntimeCudaExecutor(artifact.graph(request.precision), request.device, stream)
+
+    def hint(self) -> str:
+        return "use --backend onnxruntime-cpu"

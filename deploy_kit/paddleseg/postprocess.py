@@ -1,6 +1,6 @@
 """Postprocessing: argmax over classes and the nearest-neighbour resize back to the image's size, exactly
 as PaddleSeg's `reverse_transform` does it (float32 ratio in/out, index truncated). CPU twin of the
-GPU kernels in `kernels/postprocess.cu`, plus the palette and overlay helpers."""
+GPU kernels in `runtime/kernels/postprocess.cu`."""
 
 from __future__ import annotations
 
@@ -26,23 +26,3 @@ def postprocess_cpu(output: np.ndarray, original_hw: tuple[int, int]) -> np.ndar
     rows = nearest_indices(labels.shape[0], original_hw[0])
     cols = nearest_indices(labels.shape[1], original_hw[1])
     return labels[rows[:, None], cols[None, :]].astype(np.uint8)
-
-
-def color_map(count: int = 256) -> np.ndarray:
-    """The PASCAL VOC palette PaddleSeg uses for pseudo-colour label images (count x 3, RGB)."""
-    palette = np.zeros((count, 3), np.uint8)
-    for label in range(count):
-        value, shift = label, 7
-        while value:
-            for channel in range(3):
-                palette[label, channel] |= ((value >> channel) & 1) << shift
-            shift -= 1
-            value >>= 3
-    return palette
-
-
-def overlay(image_bgr: np.ndarray, colored_bgr: np.ndarray, weight: float = 0.6) -> np.ndarray:
-    """Colours blended over the image, as PaddleSeg's visualize does (weight on the image)."""
-    import cv2
-
-    return cv2.addWeighted(image_bgr, weight, colored_bgr, 1 - weight, 0)

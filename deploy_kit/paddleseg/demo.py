@@ -8,22 +8,16 @@ the recorded sha256, so every user converts exactly the model whose accuracy `mo
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
-from .errors import ConfigError
-from .fileio import atomic_output, sha256_file
+from ..errors import ConfigError
+from ..fileio import atomic_output, cache_root, sha256_file
 from .pdiparams import restore_from_fp16
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "pp_liteseg_t_synthetic"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "pp_liteseg_t_synthetic"
 PACKED_PARAMS = "model.pdiparams.fp16.npz"
 MANIFEST = "manifest.json"
-
-
-def cache_root() -> Path:
-    base = os.environ.get("DEPLOY_KIT_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "deploy-kit"
-    return Path(base)
 
 
 def restore_default_model(packed_dir: Path = DEFAULT_MODEL_DIR) -> Path:

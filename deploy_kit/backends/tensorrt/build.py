@@ -1,4 +1,4 @@
-"""Stage 3: ONNX → serialized TensorRT engine, plus its `model.engine.json` sidecar.
+"""ONNX → serialized TensorRT engine, and the engine's description for its sidecar.
 
 One path for `tensorrt` 8.6/10/11 and `tensorrt_rtx`: the differences are `TensorRTFeatures` probes.
 Objects are annotated with the TensorRT 10 types so mypy checks every call against `tensorrt-stubs`;
@@ -7,62 +7,53 @@ calls that only TensorRT-RTX has go through `getattr` behind a probe.
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..compat import TensorRTFeatures
-from ..config import ConvertOptions
-from ..errors import BuildError
-from ..fileio import atomic_output, sha256_file
-from ..gpu import GpuInfo, detect_gpus
-from .export import InputPlan
+from ...errors import BuildError
+from ...fileio import atomic_output, sha256_file
+from ...machine import GpuInfo
+from .features import TensorRTFeatures
+from .logger import make_logger
 
 if TYPE_CHECKING:
     import tensorrt as trt
 
-log = logging.getLogger(__name__)
 # Share of free GPU memory the builder may use by default; the rest stays for the CUDA context,
 # the parser's copies of the weights and whatever else runs on an edge device's shared memory.
 DEFAULT_WORKSPACE_FRACTION = 0.5
 _OOM_MARKERS = ("out of memory", "outofmemory", "insufficient memory", "requested amount of gpu memory")
 
 
+Shape = tuple[int, ...]
+
+
 @dataclass(frozen=True)
-class BuildRequest:
-    """What to build: the graph (FP32, FP16 or INT8 Q/DQ, as options.precision says) and its input plan."""
+class BuildSpec:
+    """What to build and for which GPU.
+
+    Attributes:
+        onnx_path: the graph (FP32, FP16 or INT8 Q/DQ, as `precision` says).
+        profile: the input's (min, opt, max) NCHW shapes of the optimization profile.
+        precision: fp32, fp16 or int8; weakly typed TensorRT gets the matching builder flags.
+        workspace: builder workspace limit in bytes; None means half the free memory of `gpu`.
+        target_sms: compute capabilities to build for; None means `gpu` (or, for TensorRT-RTX without
+            a GPU, every Ampere-or-newer capability it knows).
+        gpu: the GPU the engine is for (the chosen --device), None where there is none.
+    """
 
     onnx_path: Path
-    plan: InputPlan
-    options: ConvertOptions
+    profile: tuple[Shape, Shape, Shape]
+    precision: str = "fp32"
+    workspace: int | None = None
+    target_sms: tuple[str, ...] | None = None
+    gpu: GpuInfo | None = None
 
 
-def make_logger(api: Any) -> Any:
-    """A TensorRT logger that forwards to `logging`, drops repeated warnings and keeps errors for messages."""
-
-    class DeduplicatingLogger(api.ILogger):  # type: ignore[misc,name-defined]
-        def __init__(self) -> None:
-            api.ILogger.__init__(self)
-            self.errors: list[str] = []
-            self._seen: set[str] = set()
-
-        def log(self, severity: Any, msg: str) -> None:
-            if severity in (api.ILogger.Severity.ERROR, api.ILogger.Severity.INTERNAL_ERROR):
-                self.errors.append(msg)
-                log.error("TensorRT: %s", msg)
-            elif severity == api.ILogger.Severity.WARNING and msg not in self._seen:
-                self._seen.add(msg)
-                log.warning("TensorRT: %s", msg)
-            else:
-                log.debug("TensorRT: %s", msg)
-
-    return DeduplicatingLogger()
-
-
-def build_engine(request: BuildRequest, features: TensorRTFeatures, engine_path: Path) -> dict[str, Any]:
+def build_engine(request: BuildSpec, features: TensorRTFeatures, engine_path: Path) -> dict[str, Any]:
     """Parses the ONNX, builds and writes the engine atomically; returns the engine's description."""
     api = features.module
     logger = make_logger(api)
@@ -73,18 +64,17 @@ def build_engine(request: BuildRequest, features: TensorRTFeatures, engine_path:
         raise BuildError("TensorRT cannot parse the ONNX graph", path=request.onnx_path,
                          note=_parser_errors(parser), hint="check the node named here in Netron; try another --opset")
     config: trt.IBuilderConfig = builder.create_builder_config()
-    profile = _add_profile(features, builder, config, network, request.plan, request.options)
-    gpus = detect_gpus()
-    workspace = _workspace_bytes(request.options, gpus)
+    profile = _add_profile(features, builder, config, network, request.profile)
+    workspace = _workspace_bytes(request)
     if workspace is not None:
         _set_workspace(config, features, workspace)
-    targets = _set_targets(config, features, request.options, gpus)
+    targets = _set_targets(config, features, request.target_sms, request.gpu)
     # Weakly typed TensorRT needs the flags to use reduced precision at all; INT8 keeps FP16 for the
     # layers the Q/DQ graph leaves unquantized.
-    precision_flag = request.options.precision != "fp32" and features.precision_flags
+    precision_flag = request.precision != "fp32" and features.precision_flags
     if precision_flag:
         config.set_flag(api.BuilderFlag.FP16)
-        if request.options.precision == "int8":
+        if request.precision == "int8":
             config.set_flag(api.BuilderFlag.INT8)
     started = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
@@ -100,9 +90,10 @@ def build_engine(request: BuildRequest, features: TensorRTFeatures, engine_path:
         "engine_sha256": sha256_file(engine_path),
         "onnx_file": request.onnx_path.name,
         "onnx_sha256": sha256_file(request.onnx_path),
-        "builder_gpu": {"name": gpus[0].name, "compute_capability": gpus[0].compute_capability} if gpus else None,
+        "builder_gpu": {"index": request.gpu.index, "name": request.gpu.name,
+                        "compute_capability": request.gpu.compute_capability} if request.gpu else None,
         "target_compute_capabilities": list(targets),
-        "precision": request.options.precision,
+        "precision": request.precision,
         "precision_source": "builder flag" if precision_flag else "onnx graph",
         "strongly_typed": features.strongly_typed_flag and not features.precision_flags,
         "workspace_bytes": workspace,
@@ -132,22 +123,19 @@ def _parser_errors(parser: trt.OnnxParser) -> str:
     return "; ".join(errors) or "no parser error recorded"
 
 
-def _add_profile(features: TensorRTFeatures, builder: trt.Builder, config: trt.IBuilderConfig, network: trt.INetworkDefinition,
-                 plan: InputPlan, options: ConvertOptions) -> dict[str, Any]:
+def _add_profile(features: TensorRTFeatures, builder: trt.Builder, config: trt.IBuilderConfig,
+                 network: trt.INetworkDefinition, shapes: tuple[Shape, Shape, Shape]) -> dict[str, Any]:
     tensor = network.get_input(0)
-    batch = options.batch
-    mins, opts, maxs = ((plan.batch_fixed,) * 3 if plan.batch_fixed else (batch.min, batch.opt, batch.max))
-    shapes = [(b, 3, plan.height, plan.width) for b in (mins, opts, maxs)]
     profile = builder.create_optimization_profile()
     profile.set_shape(tensor.name, *(features.module.Dims(list(shape)) for shape in shapes))
     config.add_optimization_profile(profile)
     return {"input": tensor.name, "min": list(shapes[0]), "opt": list(shapes[1]), "max": list(shapes[2])}
 
 
-def _workspace_bytes(options: ConvertOptions, gpus: tuple[GpuInfo, ...]) -> int | None:
-    if options.workspace is not None:
-        return options.workspace
-    return int(gpus[0].free_bytes * DEFAULT_WORKSPACE_FRACTION) if gpus else None
+def _workspace_bytes(request: BuildSpec) -> int | None:
+    if request.workspace is not None:
+        return request.workspace
+    return int(request.gpu.free_bytes * DEFAULT_WORKSPACE_FRACTION) if request.gpu else None
 
 
 def _set_workspace(config: trt.IBuilderConfig, features: TensorRTFeatures, workspace: int) -> None:
@@ -157,12 +145,12 @@ def _set_workspace(config: trt.IBuilderConfig, features: TensorRTFeatures, works
         setattr(config, "max_workspace_size", workspace)
 
 
-def _set_targets(config: trt.IBuilderConfig, features: TensorRTFeatures, options: ConvertOptions,
-                 gpus: tuple[GpuInfo, ...]) -> tuple[str, ...]:
+def _set_targets(config: trt.IBuilderConfig, features: TensorRTFeatures, target_sms: tuple[str, ...] | None,
+                 gpu: GpuInfo | None) -> tuple[str, ...]:
     """Picks the compute capabilities the engine is for, and tells the builder."""
-    here = gpus[0].compute_capability if gpus else None
+    here = gpu.compute_capability if gpu else None
     if features.buildable_sms:  # TensorRT-RTX: any listed SM, with or without that GPU
-        wanted = options.target_sms or ((here,) if here else _runtime_sms(features))
+        wanted = target_sms or ((here,) if here else _runtime_sms(features))
         unknown = [sm for sm in wanted if sm not in features.buildable_sms]
         if unknown:
             raise BuildError(f"{features.flavor} {features.version} cannot build for compute capability "
@@ -176,13 +164,13 @@ def _set_targets(config: trt.IBuilderConfig, features: TensorRTFeatures, options
     if here is None:
         raise BuildError(f"{features.flavor} {features.version} needs a GPU to build an engine",
                          note="no CUDA device found", hint="build on the target device, or install tensorrt-rtx-cu13")
-    if not options.target_sms or options.target_sms == (here,):
+    if not target_sms or target_sms == (here,):
         return (here,)
-    if features.hardware_compatibility and all(float(sm) >= 8.0 for sm in options.target_sms + (here,)):
+    if features.hardware_compatibility and all(float(sm) >= 8.0 for sm in target_sms + (here,)):
         config.hardware_compatibility_level = features.module.HardwareCompatibilityLevel.AMPERE_PLUS
-        return options.target_sms
+        return target_sms
     raise BuildError(f"TensorRT {features.version} builds only for this GPU (SM {here})",
-                     note=f"asked for {', '.join(options.target_sms)}",
+                     note=f"asked for {', '.join(target_sms)}",
                      hint="run convert on the target device (e.g. the Jetson), or target only Ampere-or-newer GPUs")
 
 

@@ -85,12 +85,16 @@ def _import_flavor(name: str) -> Any | None:
 
 
 @functools.lru_cache(maxsize=None)
+def probe_flavor(flavor: str) -> TensorRTFeatures | None:
+    """The features of one flavour ("tensorrt" or "tensorrt_rtx"), or None when it does not import."""
+    for name in FLAVORS[flavor]:
+        module = _import_flavor(name)
+        if module is not None:
+            return features_of(module, flavor)
+    return None
+
+
 def probe_tensorrt(prefer: str | None = None) -> TensorRTFeatures | None:
     """The first importable flavour (`prefer` first, then full TensorRT, then TensorRT-RTX), or None."""
     order = ([prefer] if prefer else []) + [f for f in FLAVORS if f != prefer]
-    for flavor in order:
-        for name in FLAVORS[flavor]:
-            module = _import_flavor(name)
-            if module is not None:
-                return features_of(module, flavor)
-    return None
+    return next((features for features in map(probe_flavor, order) if features is not None), None)

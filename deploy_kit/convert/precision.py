@@ -15,15 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import cv2
 import numpy as np
 import onnx
 
+from ..backends.onnxruntime.cpu import OnnxRuntimeCpuExecutor
 from ..errors import ConfigError, OptimizeError
-from .optimize import check_graph
 from ..evaluate import Confusion
 from ..fileio import atomic_output, sha256_file, sha256_json, write_json_atomic
-from ..runtime.postprocess import labels_from_output
-from ..runtime.preprocess import PreprocessSpec, preprocess_cpu
+from ..images import expand_inputs, read_image, read_label
+from ..paddleseg.postprocess import labels_from_output
+from ..paddleseg.preprocess import PreprocessSpec, preprocess_cpu
+from ..synthetic import EVAL_SEED, generate_scene
+from .optimize import check_graph
 
 # Ops kept in FP32 in the FP16 graph: reductions and normalisations lose range or precision in half,
 # Resize keeps its coordinate arithmetic exact, and the final argmax/softmax decides the labels.
@@ -45,8 +49,6 @@ class AccuracyData:
 
 def load_accuracy_data(images: Path | None, labels: Path | None, limit: int | None, what: str) -> AccuracyData:
     """Images of a folder (sorted, at most `limit`), with label PNGs of the same stems if `labels`."""
-    from ..images import expand_inputs, read_image, read_label
-
     if images is None:
         return AccuracyData([], None, "none")
     paths, errors = expand_inputs([str(images)])
@@ -61,8 +63,6 @@ def load_accuracy_data(images: Path | None, labels: Path | None, limit: int | No
 def synthetic_accuracy_data(count: int = 24) -> AccuracyData:
     """Generated street scenes (the evaluation seed, never trained on), compared with FP32 only: their
     labels are the demo model's classes, not necessarily the model's."""
-    from ..synthetic import EVAL_SEED, generate_scene
-
     return AccuracyData([generate_scene(EVAL_SEED, i)[0] for i in range(count)], None, f"{count} generated scenes")
 
 
@@ -166,8 +166,6 @@ def accuracy_report(reference: Path, candidate: Path, precision: str, data: Accu
     With labels the loss is mIoU(FP32) - mIoU(candidate) against them. Without labels there is no mIoU
     to lose; the share of pixels whose label changed (in points) stands in for it, since an mIoU
     measured against FP32's own labels swings wildly on classes that cover a handful of pixels."""
-    from ..runtime.onnxruntime_cpu import OnnxRuntimeCpuExecutor
-
     full, reduced = OnnxRuntimeCpuExecutor(reference), OnnxRuntimeCpuExecutor(candidate)
     want, got = [], []
     for image in data.images:
@@ -179,8 +177,6 @@ def accuracy_report(reference: Path, candidate: Path, precision: str, data: Accu
     report: dict[str, Any] = {"precision": precision, "images": len(data.images), "source": data.source,
                               "pixel_agreement": agreement}
     if data.labels is not None:
-        import cv2
-
         classes = max(classes, max(int(l[l != 255].max(initial=0)) for l in data.labels) + 1)
         full_confusion, reduced_confusion = Confusion(classes), Confusion(classes)
         for w, g, label in zip(want, got, data.labels):

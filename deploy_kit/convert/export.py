@@ -12,7 +12,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import ADAPTIVE_POOL_MULTIPLE, STRIDE_MULTIPLE, ConvertOptions, DeployConfig, resize_target_hw
+from ..paddleseg.deploy_config import ADAPTIVE_POOL_MULTIPLE, STRIDE_MULTIPLE, DeployConfig, resize_target_hw
+from .options import ConvertOptions
 from ..errors import ConfigError, ExportError
 from ..fileio import atomic_output
 
@@ -70,7 +71,7 @@ def export_onnx(deploy: DeployConfig, plan: InputPlan, options: ConvertOptions, 
                           hint=f"re-export with PaddleSeg's tools/export.py --input_shape 1 3 {plan.height} {plan.width}")
     with atomic_output(out) as tmp:
         result = subprocess.run(
-            [sys.executable, "-m", "deploy_kit.stages.export", str(deploy.model_file), str(deploy.params_file),
+            [sys.executable, "-m", "deploy_kit.convert.export", str(deploy.model_file), str(deploy.params_file),
              str(tmp), str(options.opset)],
             capture_output=True, text=True, check=False)
         if result.returncode != 0 or not tmp.is_file():

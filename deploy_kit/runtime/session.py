@@ -1,0 +1,77 @@
+"""Runtime sessions: what a `Segmenter` holds once a backend is open. Each runs one batch of BGR uint8
+images to uint8 label maps at the images' sizes and owns everything it opened.
+
+`GpuSession` owns a CUDA context, a stream, the device executor and the GPU pipeline, released in that
+reverse order; it serializes callers with a lock and makes its context current on the calling thread,
+so any thread may use it. `HostSession` runs PaddleSeg's CPU arithmetic around a host executor.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+
+from ..backends.base import DeviceExecutor, HostExecutor
+from ..cuda import CudaContext, Stream
+from ..paddleseg.postprocess import postprocess_cpu
+from ..paddleseg.preprocess import PreprocessSpec, preprocess_cpu
+from .gpu_pipeline import GpuPipeline
+
+
+class Session(Protocol):
+    max_batch: int
+
+    def run(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Label maps for at most `max_batch` images."""
+
+    def close(self) -> None:
+        """Releases everything the session opened (idempotent)."""
+
+
+class HostSession:
+    def __init__(self, executor: HostExecutor, spec: PreprocessSpec, max_batch: int) -> None:
+        self.executor, self.spec, self.max_batch = executor, spec, max_batch
+
+    def run(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        outputs = self.executor.run(np.stack([preprocess_cpu(image, self.spec) for image in images]))
+        return [postprocess_cpu(output, (image.shape[0], image.shape[1])) for output, image in zip(outputs, images)]
+
+    def close(self) -> None:
+        self.executor.close()
+
+
+class GpuSession:
+    def __init__(self, open_executor: Callable[[Stream], DeviceExecutor], spec: PreprocessSpec, device: int,
+                 max_batch: int, cuda_graph: bool = False) -> None:
+        self.max_batch = max_batch
+        self._lock = threading.Lock()
+        self.context = CudaContext(device)
+        self.stream: Stream | None = None
+        self.executor: DeviceExecutor | None = None
+        self.pipeline: GpuPipeline | None = None
+        try:
+            self.stream = Stream()
+            self.executor = open_executor(self.stream)
+            self.pipeline = GpuPipeline(self.executor, spec, self.context, self.stream, max_batch, cuda_graph)
+        except BaseException:
+            self.close()  # what was opened before the failure is released now, not at garbage collection
+            raise
+
+    def run(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        with self._lock:
+            if self.pipeline is None:
+                raise RuntimeError("the GPU session is closed")
+            return self.pipeline.run(images)
+
+    def close(self) -> None:
+        with self._lock:
+            if self.context.closed:
+                return
+            self.context.make_current()
+            for owned in (self.pipeline, self.executor, self.stream):
+                if owned is not None:
+                    owned.close()
+            self.pipeline = self.executor = self.stream = None
+            self.context.close()

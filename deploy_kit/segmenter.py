@@ -1,0 +1,128 @@
+"""`Segmenter`: the public Python API behind `deploy-kit infer`.
+
+    from deploy_kit import Segmenter
+
+    with Segmenter("build/") as seg:
+        labels = seg.predict([cv2.imread("street.png")])
+
+It resolves the model (a `convert` output, or a PaddleSeg export converted on the fly into the cache),
+asks the backend registry for the best backend that runs here and says why, and owns the runtime
+session; it returns uint8 label maps at each image's original size.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .artifact import Artifact
+from .backends import registry
+from .backends.base import DeviceBackend, HostBackend, OpenRequest
+from .backends.registry import Choice
+from .backends.tensorrt import TensorRTBackend
+from .backends.tensorrt.features import probe_tensorrt
+from .convert.options import ConvertOptions
+from .convert.pipeline import convert, rebuild_engine
+from .doctor import blocking_errors, fast_readings
+from .errors import ConfigError, EngineCompatibilityError
+from .fileio import cache_root, sha256_json
+from .machine import GpuInfo
+from .paddleseg.preprocess import PreprocessSpec
+from .runtime.gpu_pipeline import GpuPipeline
+from .runtime.session import GpuSession, HostSession, Session
+
+log = logging.getLogger(__name__)
+
+
+def resolve_model(model: Path, device: int = 0) -> Artifact:
+    """A convert output folder as it is, or a PaddleSeg inference folder converted into the cache first."""
+    if Artifact.is_convert_output(model):
+        return Artifact.open(model)
+    if (model / "deploy.yaml").is_file():
+        return Artifact.open(_convert_into_cache(model, device))
+    raise ConfigError("not a model folder", path=model,
+                      hint="pass a deploy-kit convert output (convert.json) or a PaddleSeg export (deploy.yaml)")
+
+
+def _convert_into_cache(model: Path, device: int) -> Path:
+    out = cache_root() / "converted" / sha256_json(str(model.resolve()))[:16]
+    gpus = fast_readings().gpus
+    options = ConvertOptions(onnx_only=probe_tensorrt() is None or not gpus)
+    convert(model, out, options, lambda stage: log.info("convert %s: %s", stage.name, stage.status), device=device)
+    return out
+
+
+def choose_backend(artifact: Artifact, wanted: str, device: int) -> Choice:
+    """The registry's choice, after the start-up checks that stop every GPU backend (an old driver)."""
+    readings = fast_readings()
+    blocking = blocking_errors(readings)
+    if blocking and wanted != "onnxruntime-cpu":
+        raise EngineCompatibilityError(f"{blocking[0].name}: {blocking[0].value}", hint=blocking[0].fix)
+    return registry.choose(artifact, wanted, readings.gpus, device)
+
+
+class Segmenter:
+    """Semantic segmentation of BGR uint8 images with a converted PaddleSeg model."""
+
+    def __init__(self, model: Path | str, backend: str = "auto", device: int = 0, max_batch: int = 8,
+                 precision: str | None = None, cuda_graph: bool = False) -> None:
+        """`precision` picks the ONNX graph ONNX Runtime runs: by default the converted precision on the
+        GPU and FP32 on the CPU (where FP16 is emulated). `cuda_graph` replays inference as a captured
+        CUDA graph (TensorRT only). `device` is the CUDA device every check, rebuild and run uses."""
+        self.model = resolve_model(Path(model), device)
+        self.spec = PreprocessSpec.from_metadata(self.model.preprocessing)
+        self.choice = choose_backend(self.model, backend, device)
+        if self.choice.backend.on_gpu and not self.spec.gpu_ready:
+            log.warning("preprocessing has transforms without a GPU kernel: running on the CPU path")
+            cpu = registry.get("onnxruntime-cpu")
+            self.choice = Choice(cpu, cpu.check(self.model, (), device),
+                                 "deploy.yaml transforms without a GPU kernel; ONNX Runtime on the CPU")
+        self.max_batch = max_batch
+        self.session: Session = self._open_session(device, precision, cuda_graph)
+
+    def _open_session(self, device: int, precision: str | None, cuda_graph: bool) -> Session:
+        backend = self.choice.backend
+        request = OpenRequest(precision or backend.default_precision(self.model), device,
+                              engine=self._rebuilt_engine(device) if self.choice.verdict.rebuild else None)
+        if isinstance(backend, HostBackend):
+            return HostSession(backend.open(self.model, request), self.spec, self.max_batch)
+        assert isinstance(backend, DeviceBackend)
+        return GpuSession(lambda stream: backend.open(self.model, request, stream), self.spec, device,
+                          self.max_batch, cuda_graph)
+
+    def _rebuilt_engine(self, device: int) -> Path:
+        backend = self.choice.backend
+        assert isinstance(backend, TensorRTBackend) and backend.features is not None
+        gpu: GpuInfo = fast_readings().gpus[device]
+        log.warning("engine cannot run here (%s): rebuilding it from %s into the cache", self.choice.verdict.reason,
+                    self.model.onnx.name)
+        return rebuild_engine(self.model, backend.features, gpu)
+
+    @property
+    def backend(self) -> str:
+        return self.choice.backend.name
+
+    @property
+    def pipeline(self) -> GpuPipeline | None:
+        """The GPU pipeline (for benchmarks and tests), None on the CPU."""
+        return self.session.pipeline if isinstance(self.session, GpuSession) else None
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """uint8 label maps, one per BGR uint8 HxWx3 image, at the image's size."""
+        results: list[np.ndarray] = []
+        for start in range(0, len(images), self.max_batch):
+            results.extend(self.session.run(list(images[start:start + self.max_batch])))
+        return results
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> Segmenter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
