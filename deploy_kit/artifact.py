@@ -68,6 +68,12 @@ class Artifact:
         return cls(folder, report["preprocessing"], options.get("precision", "fp32"), report["input"], options, report)
 
     @property
+    def num_classes(self) -> int | None:
+        """Score channels of the model, recorded by the optimize stage (None in older convert outputs)."""
+        details = self.report.get("stages", {}).get("optimize", {}).get("details", {})
+        return details.get("num_classes")
+
+    @property
     def onnx(self) -> Path:
         """The FP32 graph every other graph and engine is made from."""
         return self.folder / graph_name("fp32")

@@ -4,6 +4,7 @@ throughput of the GPU pipeline, against a baseline written the way PaddleSeg's d
 
 from __future__ import annotations
 
+import importlib.util
 import platform
 import subprocess
 import time
@@ -247,7 +248,10 @@ def write_results(report: dict[str, Any], out: Path, stem: str) -> list[Path]:
             elif isinstance(value, (int, float)) and key != "batch":
                 rows.append(f"{entry['batch']},{key},{value:.4f},,,")
     paths.append(write_bytes_atomic(out / f"{stem}.csv", ("\n".join(rows) + "\n").encode()))
-    paths.append(_chart(report, out / f"{stem}.png"))
+    if importlib.util.find_spec("matplotlib") is None:
+        print("matplotlib is not installed: no chart (pip install 'deploy-kit[bench]' adds it)")
+    else:
+        paths.append(_chart(report, out / f"{stem}.png"))
     return paths
 
 

@@ -8,11 +8,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# The CLI's exit codes (README, "Exit codes").
+EXIT_OK = 0  # everything asked for was done
+EXIT_SOME_FAILED = 1  # some inputs failed; each has its error line and the summary counts them
+EXIT_USAGE = 2  # a bad option, model or stage: one line naming the file and the fix
+EXIT_NO_TENSORRT = 3  # convert: no TensorRT installed (the ONNX stages still ran)
+EXIT_BUG = 70  # an internal error (EX_SOFTWARE): the traceback is printed, please report it
+EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_BROKEN_PIPE = 141  # the reader of our output went away (`| head`), as for SIGPIPE
+
+
 
 class DeployKitError(Exception):
     """Base class; `exit_code` is what the CLI returns for it."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
     def __init__(self, what: str, *, path: Path | str | None = None, note: str | None = None,
                  hint: str | None = None) -> None:
@@ -47,7 +57,7 @@ class BuildError(DeployKitError):
 class TensorRTMissingError(DeployKitError):
     """No TensorRT flavour is importable; the ONNX stages still ran."""
 
-    exit_code = 3
+    exit_code = EXIT_NO_TENSORRT
 
 
 class EngineCompatibilityError(DeployKitError):

@@ -91,6 +91,8 @@ def _tiff(data: bytes) -> tuple[int, int]:
     big = data[2:4] in (b"+\x00", b"\x00+")
     count_fmt, entry_size, value_at = ("Q", 20, 12) if big else ("H", 12, 8)
     (ifd,) = struct.unpack_from(order + ("Q" if big else "I"), data, 8 if big else 4)
+    if ifd >= len(data):
+        raise HeaderError(f"TIFF's first IFD at byte {ifd} is past the end of the file")
     (entries,) = struct.unpack_from(order + count_fmt, data, ifd)
     found: dict[int, int] = {}
     first = ifd + struct.calcsize(count_fmt)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -12,43 +13,77 @@ import numpy as np
 
 from .errors import InputImageError
 from .fileio import atomic_output, write_bytes_atomic
+from .image_header import HeaderError, image_size
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 DEFAULT_MAX_PIXELS = 64_000_000
+# Largest file worth reading for an image within the pixel limit: 8 bytes a pixel covers uncompressed
+# 16-bit RGBA; the rest is room for metadata.
+_BYTES_PER_PIXEL, _METADATA_BYTES = 8, 16 << 20
+LABEL_MODES = ("P", "L", "I", "I;16")  # palette indices or grey levels: class ids, as PaddleSeg reads them
 
 
-def expand_inputs(items: list[str]) -> tuple[list[Path], list[InputImageError]]:
-    """Files, folders (their images, sorted) and globs → image paths, plus an error per empty item."""
-    paths: list[Path] = []
+@dataclass(frozen=True)
+class InputImage:
+    """An image to segment and where its outputs go, relative to the output folder (a folder input keeps
+    its subfolders; a file or glob match is named by its file name)."""
+
+    path: Path
+    relative: Path
+
+
+def collect_inputs(items: list[str]) -> tuple[list[InputImage], list[InputImageError]]:
+    """Files, folders (their images, recursively, sorted) and globs, plus an error per empty item."""
+    found: list[InputImage] = []
     errors: list[InputImageError] = []
     for item in items:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-            if not found:
+            images = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not images:
                 errors.append(InputImageError("folder has no images", path=path,
                                               hint=f"put {', '.join(sorted(IMAGE_SUFFIXES))} files in it"))
-            paths.extend(found)
+            found.extend(InputImage(p, p.relative_to(path)) for p in images)
         elif path.is_file():
-            paths.append(path)
+            found.append(InputImage(path, Path(path.name)))
         elif glob.has_magic(item):
-            found = sorted(Path(p) for p in glob.glob(item) if Path(p).is_file())
-            if not found:
+            matches = sorted(Path(p) for p in glob.glob(item) if Path(p).is_file())
+            if not matches:
                 errors.append(InputImageError("pattern matches no file", path=item))
-            paths.extend(found)
+            found.extend(InputImage(p, Path(p.name)) for p in matches)
         else:
             errors.append(InputImageError("no such file", path=path, hint="check the path"))
-    return paths, errors
+    return found, errors
 
 
-def _header_size(data: bytes, path: Path) -> tuple[int, int] | None:
-    """(width, height) from the header alone, so huge images are refused before decoding."""
-    from PIL import Image, UnidentifiedImageError
+def expand_inputs(items: list[str]) -> tuple[list[Path], list[InputImageError]]:
+    """The image paths of `collect_inputs`."""
+    found, errors = collect_inputs(items)
+    return [image.path for image in found], errors
+
+
+def _read_checked(path: Path, max_pixels: int, what: str = "image") -> tuple[bytes, tuple[int, int]]:
+    """The file's bytes and its header's (width, height), refused before any decoder sees them when the
+    file or the image is larger than `max_pixels` allows or the header is not one we read."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            return image.size
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
-        return None
+        size = path.stat().st_size
+        if size > max_pixels * _BYTES_PER_PIXEL + _METADATA_BYTES:
+            raise InputImageError(f"file is {size:,} bytes, more than any {what} within the pixel limit",
+                                  path=path, hint=f"raise --max-pixels (now {max_pixels:,}) or downscale it")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputImageError("cannot read the file", path=path, note=exc.strerror) from None
+    if not data:
+        raise InputImageError("file is empty", path=path)
+    try:
+        width, height = image_size(data)
+    except HeaderError as exc:
+        raise InputImageError(f"not an {what} deploy-kit can decode", path=path, note=str(exc),
+                              hint=f"use one of {', '.join(sorted(IMAGE_SUFFIXES))}") from None
+    if width * height > max_pixels:
+        raise InputImageError(f"{what} is {width}x{height} = {width * height:,} pixels, above the limit",
+                              path=path, hint=f"raise --max-pixels (now {max_pixels:,}) or downscale it")
+    return data, (width, height)
 
 
 def _truncated(data: bytes) -> bool:
@@ -62,32 +97,79 @@ def _truncated(data: bytes) -> bool:
 def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """BGR uint8 HxWx3, decoded as PaddleSeg's cv2.imread(IMREAD_COLOR) does: grayscale is expanded,
     alpha dropped, 16-bit scaled to 8-bit, CMYK JPEG converted."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputImageError("cannot read the file", path=path, note=exc.strerror) from None
-    if not data:
-        raise InputImageError("file is empty", path=path)
-    size = _header_size(data, path)
-    if size is not None and size[0] * size[1] > max_pixels:
-        raise InputImageError(f"image is {size[0]}x{size[1]} = {size[0] * size[1]:,} pixels, above the limit",
-                              path=path, hint=f"raise --max-pixels (now {max_pixels:,}) or downscale it")
+    data, _ = _read_checked(path, max_pixels)
     if _truncated(data):
         raise InputImageError("image file is truncated", path=path, hint="re-copy or re-export the image")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        raise InputImageError("OpenCV could not decode the image", path=path,
+                              note=str(exc).strip().splitlines()[-1]) from None
     if image is None:
         raise InputImageError("not an image OpenCV can decode", path=path,
                               hint=f"use one of {', '.join(sorted(IMAGE_SUFFIXES))}")
     return image
 
 
-def read_label(labels: Path, image: Path) -> np.ndarray:
-    """The PaddleSeg label PNG (class ids, 255 = ignore) for `image`: `labels/<image stem>.png`."""
+def read_label(labels: Path, image: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """The PaddleSeg label PNG for `image` (`labels/<image stem>.png`) as class ids, 255 = ignore: a palette
+    PNG gives its indices (not their colours' brightness), a grayscale PNG its values."""
+    from PIL import Image, UnidentifiedImageError
+
     path = labels / f"{image.stem}.png"
-    label = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if label is None:
-        raise InputImageError("label PNG missing or unreadable", path=path, hint="labels are PNGs named like their images")
-    return label
+    if not path.is_file():
+        raise InputImageError("label PNG missing", path=path, hint="labels are PNGs named like their images")
+    data, _ = _read_checked(path, max_pixels, "label image")
+    try:
+        with Image.open(io.BytesIO(data)) as label:
+            if label.mode not in LABEL_MODES:
+                raise InputImageError(f"label PNG is {label.mode}, not class ids", path=path,
+                                      hint="save labels as palette (P) or grayscale (L) PNGs of class ids")
+            return np.asarray(label).astype(np.uint8 if label.mode in ("P", "L") else np.int64)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InputImageError("label PNG is unreadable", path=path, note=str(exc)) from None
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """Where one image's label map (and overlay) go."""
+
+    image: Path
+    label: Path
+    overlay: Path
+
+
+def plan_outputs(images: list[InputImage], out: Path) -> tuple[list[OutputPlan], list[str], list[InputImageError]]:
+    """Output paths mirroring the inputs' layout under `out`, none shared and none onto an input: a name
+    taken by an earlier image gets a numbered one (with a warning), an output onto an input is refused."""
+    inputs = {image.path.resolve() for image in images}
+    taken: dict[Path, Path] = {}
+    plans: list[OutputPlan] = []
+    warnings: list[str] = []
+    refused: list[InputImageError] = []
+    for image in images:
+        stem = image.relative.with_suffix("")
+        plan, number = _named(image.path, out, stem, ""), 1
+        while plan.label.resolve() in taken or plan.overlay.resolve() in taken:
+            number += 1
+            plan = _named(image.path, out, stem, f"-{number}")
+        if number > 1:
+            first = _named(image.path, out, stem, "")
+            owner = taken.get(first.label.resolve()) or taken.get(first.overlay.resolve())
+            warnings.append(f"{image.path}: {first.label} is taken by {owner}; writing {plan.label}")
+        onto = [p for p in (plan.label, plan.overlay) if p.resolve() in inputs]
+        if onto:
+            refused.append(InputImageError("its output would overwrite an input image", path=image.path,
+                                           note=f"output {onto[0]}", hint="write the outputs elsewhere with -o"))
+            continue
+        taken.update({plan.label.resolve(): image.path, plan.overlay.resolve(): image.path})
+        plans.append(plan)
+    return plans, warnings, refused
+
+
+def _named(image: Path, out: Path, stem: Path, suffix: str) -> OutputPlan:
+    return OutputPlan(image, out / stem.parent / f"{stem.name}{suffix}.png",
+                      out / stem.parent / f"{stem.name}{suffix}_overlay.jpg")
 
 
 def write_label_png(path: Path, labels: np.ndarray) -> Path:

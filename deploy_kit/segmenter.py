@@ -110,12 +110,19 @@ class Segmenter:
         """The GPU pipeline (for benchmarks and tests), None on the CPU."""
         return self.session.pipeline if isinstance(self.session, GpuSession) else None
 
-    def predict(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """uint8 label maps, one per BGR uint8 HxWx3 image, at the image's size."""
+    def predict(self, images: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
+        """uint8 label maps, one per BGR uint8 HxWx3 image (one array, or a sequence of them), at the
+        image's size; anything else is a ValueError that says what was given."""
+        images = checked_images(images)
         results: list[np.ndarray] = []
         for start in range(0, len(images), self.max_batch):
             results.extend(self.session.run(list(images[start:start + self.max_batch])))
         return results
+
+    @property
+    def num_classes(self) -> int | None:
+        """Classes the model tells apart (its score channels), where the convert output records it."""
+        return self.model.num_classes
 
     def close(self) -> None:
         self.session.close()
@@ -126,3 +133,23 @@ class Segmenter:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+
+
+def checked_images(images: object) -> list[np.ndarray]:
+    """`images` as a list of BGR uint8 HxWx3 arrays: one such array is a batch of one."""
+    if isinstance(images, np.ndarray) and images.ndim == 3:
+        images = [images]
+    if isinstance(images, np.ndarray) or not isinstance(images, Sequence):
+        raise ValueError(f"predict takes one HxWx3 uint8 BGR image or a sequence of them, not {_described(images)}")
+    for index, image in enumerate(images):
+        if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
+                and image.shape[2] == 3 and image.size):
+            raise ValueError(f"image {index} is {_described(image)}; predict takes HxWx3 uint8 BGR images "
+                             "(cv2.imread gives them)")
+    return list(images)
+
+
+def _described(value: object) -> str:
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape} and dtype {value.dtype}"
+    return f"a {type(value).__name__}"

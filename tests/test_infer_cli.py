@@ -54,7 +54,7 @@ def test_bad_images_fail_alone_and_leave_nothing(onnx_model, tmp_path, capsys):
     files = _bad_inputs(tmp_path / "in")
     code = _infer(onnx_model, tmp_path / "out", *files.values(), tmp_path / "missing.jpg")
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 4
+    assert code == 1  # some inputs failed
     assert len(err) == 4 and all(line.startswith("error: ") for line in err)
     assert any(str(files["empty"]) in l and "empty" in l for l in err)
     assert any(str(files["text"]) in l and "decode" in l for l in err)

@@ -22,6 +22,10 @@ BACKENDS: tuple[Backend, ...] = (
 )
 
 
+HELP = ("what runs the model; auto takes the first of " + ", ".join(b.name for b in BACKENDS)
+        + " that works here and says why")
+
+
 def names() -> tuple[str, ...]:
     """What --backend takes: auto, then every backend in auto order."""
     return (AUTO, *(b.name for b in BACKENDS))

@@ -1,46 +1,88 @@
-"""`deploy-kit` command line: one module per subcommand, each with add_arguments() and run() -> int.
-
-Exit codes: 0 success; 1 an internal error (a bug: traceback shown); 2 bad input or a failed stage
-(one line naming the file and the fix); 3 TensorRT missing where an engine was asked for;
-for `infer`, the number of images that failed (capped at 125).
-"""
+"""The `deploy-kit` command line: one module per subcommand, each with `add_arguments(parser)` and
+`run(args) -> int`; exit codes are the `EXIT_*` constants of `deploy_kit.errors`."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import traceback
 from typing import Sequence
 
+from ..errors import EXIT_BROKEN_PIPE, EXIT_BUG, EXIT_INTERRUPTED, EXIT_OK, DeployKitError
 from ..version import __version__
-from ..errors import DeployKitError
 from . import benchmark, convert, doctor, eval, infer
 
 COMMANDS = {"convert": convert, "infer": infer, "eval": eval, "doctor": doctor, "benchmark": benchmark}
+DESCRIPTION = """Take a PaddleSeg segmentation model to a fast, correct TensorRT deployment.
+
+  deploy-kit convert [MODEL] -o build/          PaddleSeg export -> ONNX -> TensorRT engine + metadata
+  deploy-kit infer IMAGES... --model build/     label PNGs (and overlays) for images, folders or globs
+  deploy-kit eval IMAGES LABELS --model build/  mIoU and pixel accuracy
+  deploy-kit doctor [--model build/]            what runs on this machine, and how to fix what does not
+  deploy-kit benchmark --model build/           where the time goes, engine-only against end-to-end
+
+Without MODEL / --model the shipped demo model (PP-LiteSeg-T, synthetic street scenes) is used."""
+EPILOG = ("exit codes: 0 done; 1 some inputs failed (each has its error line); 2 bad option or model; "
+          "3 no TensorRT (convert); 70 internal error; 130 interrupted")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default, except where there is none to show (None, False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        nothing = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if "%(default)" in text or nothing or not action.option_strings:
+            return text
+        return text + " (default: %(default)s)"
+
+
+def _verbose_option(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument("-v", "--verbose", action="store_true", default=default,
+                        help="show debug logs, TensorRT's included")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deploy-kit", description=(__doc__ or "").splitlines()[0])
+    parser = argparse.ArgumentParser(prog="deploy-kit", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"deploy-kit {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logs (TensorRT's included)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    _verbose_option(parser, False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in COMMANDS.items():
         command = sub.add_parser(name, help=(module.__doc__ or "").splitlines()[0], description=module.__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 formatter_class=HelpFormatter)
         module.add_arguments(command)
+        _verbose_option(command, argparse.SUPPRESS)  # -v after the subcommand too, without resetting one before
         command.set_defaults(run=module.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_OK
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        return int(args.run(args))
+        code = int(args.run(args))
+        sys.stdout.flush()
+        return code
     except DeployKitError as exc:
         print(f"error: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader left (`deploy-kit doctor --json | head`): stop quietly, and keep Python's exit-time
+        # flush from raising again on the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except Exception:  # a bug: keep the traceback, and an exit code no user error uses
+        traceback.print_exc()
+        print(f"deploy-kit {__version__} hit an internal error (above); please report it", file=sys.stderr)
+        return EXIT_BUG

@@ -1,7 +1,7 @@
 """Benchmark a converted model: stage timings, engine-only and end-to-end latency, throughput, baseline.
 
   deploy-kit benchmark --model build/ [--images dir/] [--batch 1,4,8] [--backend ...] [--precision ...]
-      [--iterations N] [--warmup N] [--cuda-graph] [--streams 2] [--out benchmarks/results/]
+      [--iterations N] [--warmup N] [--cuda-graph] [--streams 2] [--out bench-results/]
 
 Without --images it uses generated 1024x2048 street scenes. On a machine without a GPU it compares
 ONNX Runtime CPU with Paddle Inference CPU on the same model. Writes JSON, CSV and a PNG chart.
@@ -10,6 +10,7 @@ ONNX Runtime CPU with Paddle Inference CPU on the same model. Writes JSON, CSV a
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 from pathlib import Path
 
@@ -27,20 +28,20 @@ from ..synthetic import SceneSpec, generate_scene
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, required=True, help="convert output folder")
-    parser.add_argument("--images", type=Path, help="folder of images (default: generated 1024x2048 scenes)")
+    parser.add_argument("--images", type=Path, help="folder of images")
     parser.add_argument("--batch", default="1,4,8", help="batch sizes, e.g. 1,4,8")
-    parser.add_argument("--backend", default="auto", choices=registry.names())
+    parser.add_argument("--backend", default=registry.AUTO, choices=registry.names(), help=registry.HELP)
     parser.add_argument("--precision", choices=PRECISIONS,
-                        help="which converted graph ONNX Runtime runs (default: the one convert made)")
+                        help="which converted graph ONNX Runtime runs")
     parser.add_argument("--cuda-graph", action="store_true", help="replay inference as a CUDA graph (TensorRT)")
-    parser.add_argument("--iterations", type=int, default=50)
-    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--iterations", type=int, default=50, help="timed runs per measurement")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed runs before each measurement")
     parser.add_argument("--streams", type=int, default=2, help="CUDA streams in flight for the throughput run")
     parser.add_argument("--no-baseline", action="store_true", help="skip the PaddleSeg-style CPU baseline")
     parser.add_argument("--paddle-model", type=Path, help="PaddleSeg export for the CPU comparison "
                         "(default: the folder convert.json names)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--name", help="results file stem (default: <backend>-<gpu>)")
+    parser.add_argument("--out", type=Path, default=Path("bench-results"), help="folder for the JSON, CSV and chart")
+    parser.add_argument("--name", help="results file stem")
 
 
 def _images(folder: Path | None) -> list[bytes]:
@@ -70,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
         paddle = args.paddle_model
         if paddle is None and (args.model / "convert.json").is_file():
             paddle = Path(json.loads((args.model / "convert.json").read_text())["model_dir"])
+        if importlib.util.find_spec("paddle") is None:
+            print("Paddle is not installed: no Paddle Inference comparison (pip install 'deploy-kit[export]' adds it)")
+            paddle = None
         report.update(run_cpu_benchmark(config, paddle if paddle and paddle.is_dir() else None))
     gpu = report["machine"]["gpus"][0]["name"].replace(" ", "_") if report["machine"]["gpus"] else "cpu"
     paths = write_results(report, args.out, args.name or f"{report['backend']}-{gpu}")

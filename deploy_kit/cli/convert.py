@@ -20,17 +20,18 @@ from ..paddleseg.demo import restore_default_model
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", nargs="?", type=Path, help="PaddleSeg inference folder (default: shipped demo model)")
-    parser.add_argument("-o", "--out", type=Path, default=Path("build"), help="output folder (default: build/)")
-    parser.add_argument("--opset", type=int, default=ConvertOptions.opset, help="ONNX opset (default: 11)")
-    parser.add_argument("--precision", default=ConvertOptions.precision, choices=PRECISIONS)
+    parser.add_argument("model", nargs="?", type=Path, help="PaddleSeg inference folder (default: the shipped demo model)")
+    parser.add_argument("-o", "--out", type=Path, default=Path("build"), help="output folder")
+    parser.add_argument("--opset", type=int, default=ConvertOptions.opset, help="ONNX opset")
+    parser.add_argument("--precision", default=ConvertOptions.precision, choices=PRECISIONS,
+                        help="engine precision; fp16 and int8 are checked against fp32 (accuracy.json)")
     parser.add_argument("--calib-images", type=Path, help="INT8: folder of calibration images")
-    parser.add_argument("--calib-count", type=int, default=ConvertOptions.calib_count, help="INT8: at most N images (default: 200)")
+    parser.add_argument("--calib-count", type=int, default=ConvertOptions.calib_count, help="INT8: at most N images")
     parser.add_argument("--eval-images", type=Path, help="images for accuracy.json (default: the calibration images)")
     parser.add_argument("--eval-labels", type=Path, help="label PNGs for --eval-images: mIoU against ground truth")
     parser.add_argument("--max-miou-loss", type=float, help="mIoU points FP16/INT8 may lose (default: 0.3 / 1.5)")
     parser.add_argument("--accept-accuracy-loss", action="store_true", help="keep a graph above the limit")
-    parser.add_argument("--batch", default="1:1:8", help="batch profile MIN:OPT:MAX (default: 1:1:8)")
+    parser.add_argument("--batch", default="1:1:8", help="batch profile MIN:OPT:MAX")
     parser.add_argument("--input-shape", help="N,C,H,W when deploy.yaml fixes no size, e.g. 1,3,512,1024")
     parser.add_argument("--workspace", help="TensorRT workspace limit, e.g. 2GiB (default: half the free GPU memory)")
     parser.add_argument("--target-sm", help="compute capabilities to build for, e.g. 8.7,8.6 (default: this GPU)")

@@ -45,5 +45,8 @@ def run(args: argparse.Namespace) -> int:
         colour = {"ok": "green", "warning": "yellow", "error": "red"}
         for c in checks:
             table.add_row(c.name, f"[{colour[c.status]}]{c.status}[/]", c.value, c.fix)
-        Console().print(table)
+        console = Console()
+        if not console.is_terminal:  # piped or redirected: the whole table, never cut to 80 columns
+            console = Console(width=400)
+        console.print(table)
     return exit_code(checks)

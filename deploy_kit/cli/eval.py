@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -19,7 +20,7 @@ import numpy as np
 
 from ..backends import registry
 from ..errors import ConfigError
-from ..evaluate import Confusion
+from ..evaluate import IGNORE_INDEX, Confusion
 from ..fileio import write_json_atomic
 from ..images import expand_inputs, read_image, read_label
 from ..paddleseg.demo import restore_default_model
@@ -33,13 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="?", type=Path, help="folder of images")
     parser.add_argument("labels", nargs="?", type=Path, help="folder of label PNGs with the same file stems")
     parser.add_argument("--synthetic", type=int, metavar="N", help="evaluate on N generated scenes instead")
-    parser.add_argument("--seed", type=int, default=EVAL_SEED, help="seed of the generated scenes (default: 3)")
-    parser.add_argument("--model", type=Path, help="convert output or PaddleSeg export (default: shipped demo model)")
-    parser.add_argument("--backend", default="auto", choices=registry.names())
-    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=EVAL_SEED, help="seed of the generated scenes")
+    parser.add_argument("--model", type=Path, help="convert output or PaddleSeg export (default: the shipped demo model)")
+    parser.add_argument("--backend", default=registry.AUTO, choices=registry.names(), help=registry.HELP)
+    parser.add_argument("--batch", type=int, default=4, help="images per inference")
     parser.add_argument("--num-classes", type=int, help="default: the model's output channels")
     parser.add_argument("--reference", choices=("paddle",), help="also measure pixel agreement with Paddle Inference")
-    parser.add_argument("-o", "--out", type=Path, default=Path("eval.json"), help="JSON report (default: eval.json)")
+    parser.add_argument("-o", "--out", type=Path, default=Path("eval.json"), help="JSON report")
 
 
 def _samples(args: argparse.Namespace) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
@@ -64,8 +65,30 @@ def _paddle_model_dir(model: Path) -> Path:
     return model
 
 
-def run(args: argparse.Namespace) -> int:
+def _class_count(args: argparse.Namespace, model_classes: int | None, predictions: list[np.ndarray],
+                 samples: list[tuple[str, np.ndarray, np.ndarray]]) -> int:
+    if args.num_classes:
+        return int(args.num_classes)
+    if model_classes:
+        return model_classes
+    seen = max(max(int(p.max()) for p in predictions), max(int(l[l != IGNORE_INDEX].max(initial=0)) for _, _, l in samples))
+    print(f"warning: the convert output does not record the class count; using {seen + 1}, the largest id seen + 1 "
+          "(--num-classes sets it)", file=sys.stderr)
+    return seen + 1
 
+
+def _check_labels(samples: list[tuple[str, np.ndarray, np.ndarray]], classes: int, labels: Path | None) -> None:
+    """Labels hold class ids below `classes` or the ignore index; anything else means a wrong label format."""
+    for name, _, label in samples:
+        bad = label[(label != IGNORE_INDEX) & (label >= classes)]
+        if bad.size:
+            where = labels / f"{Path(name).stem}.png" if labels else name
+            raise ConfigError(f"label has class id {int(bad.max())}, the model has {classes} classes", path=where,
+                              note=f"{bad.size:,} pixels above {classes - 1} (255 = ignore)",
+                              hint="labels must be class ids (palette or grayscale PNG), or pass --num-classes")
+
+
+def run(args: argparse.Namespace) -> int:
     model = args.model or restore_default_model()
     samples = list(_samples(args))
     reference = None
@@ -77,8 +100,8 @@ def run(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         predictions = segmenter.predict([image for _, image, _ in samples])
         seconds = time.perf_counter() - started
-    classes = args.num_classes or int(max(int(p.max()) for p in predictions) + 1)
-    classes = max(classes, int(max(int(l[l != 255].max(initial=0)) for _, _, l in samples)) + 1)
+    classes = _class_count(args, segmenter.num_classes, predictions, samples)
+    _check_labels(samples, classes, args.labels)
     confusion = Confusion(classes)
     for prediction, (_, _, label) in zip(predictions, samples):
         confusion.add(prediction, label)

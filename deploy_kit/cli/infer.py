@@ -4,7 +4,10 @@
       [--backend auto|tensorrt|tensorrt-rtx|onnxruntime-cuda|onnxruntime-cpu] [--batch N] [--overlay] [--device 0]
 
 --model takes a convert output folder or a PaddleSeg inference folder (converted on the fly, cached);
-without it, the shipped demo model. Exit code: the number of images that failed (0 when all worked).
+without it, the shipped demo model. Outputs mirror the inputs' layout under -o (a folder keeps its
+subfolders); they never overwrite an input or each other.
+
+Exit codes: 0 every image segmented, 1 some images failed (each has its error line), 2 a bad option or model.
 """
 
 from __future__ import annotations
@@ -17,26 +20,23 @@ from pathlib import Path
 import numpy as np
 
 from ..backends import registry
-from ..errors import DeployKitError, InputImageError
+from ..errors import EXIT_OK, EXIT_SOME_FAILED, DeployKitError, InputImageError
 from ..paddleseg.demo import restore_default_model
-from ..images import DEFAULT_MAX_PIXELS, expand_inputs, read_image, write_label_png, write_overlay
+from ..images import (DEFAULT_MAX_PIXELS, OutputPlan, collect_inputs, plan_outputs, read_image, write_label_png,
+                      write_overlay)
 from ..segmenter import Segmenter
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", help="image files, folders or quoted globs")
-    parser.add_argument("--model", type=Path, help="convert output or PaddleSeg export (default: shipped demo model)")
-    parser.add_argument("-o", "--out", type=Path, default=Path("out"), help="output folder (default: out/)")
-    parser.add_argument("--backend", default="auto", choices=registry.names())
-    parser.add_argument("--batch", type=int, default=1, help="images per inference (default: 1)")
+    parser.add_argument("--model", type=Path, help="convert output or PaddleSeg export (default: the shipped demo model)")
+    parser.add_argument("-o", "--out", type=Path, default=Path("out"), help="output folder")
+    parser.add_argument("--backend", default=registry.AUTO, choices=registry.names(), help=registry.HELP)
+    parser.add_argument("--batch", type=int, default=1, help="images per inference")
     parser.add_argument("--overlay", action="store_true", help="also write <name>_overlay.jpg")
-    parser.add_argument("--device", type=int, default=0, help="CUDA device index (default: 0)")
+    parser.add_argument("--device", type=int, default=0, help="CUDA device index")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
-                        help=f"refuse larger images before decoding (default: {DEFAULT_MAX_PIXELS:,})")
-
-
-def _default_model() -> Path:
-    return restore_default_model()
+                        help="refuse larger images before decoding")
 
 
 def _check_output_folder(out: Path) -> None:
@@ -63,53 +63,57 @@ def _progress(total: int):  # type: ignore[no-untyped-def]
 def run(args: argparse.Namespace) -> int:
     if args.batch < 1:
         raise DeployKitError(f"--batch {args.batch} is not a batch size", hint="use --batch 1 or more")
-    paths, failures = expand_inputs(args.images)
-    for error in failures:
+    inputs, failures = collect_inputs(args.images)
+    plans, warnings, refused = plan_outputs(inputs, args.out)
+    for line in warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    for error in failures + refused:
         print(f"error: {error.one_line()}", file=sys.stderr)
     _check_output_folder(args.out)
-    failed = len(failures)
-    if not paths:
-        return min(max(failed, 1), 125)
-    with Segmenter(args.model or _default_model(), backend=args.backend, device=args.device,
-                   max_batch=args.batch) as segmenter:
-        print(f"backend: {segmenter.backend} ({segmenter.choice.reason})")
-        started, done = time.perf_counter(), 0
-        with _progress(len(paths)) as progress:
-            task = progress.add_task("segment", total=len(paths), rate=0.0)
-            for start in range(0, len(paths), args.batch):
-                chunk = paths[start:start + args.batch]
-                failed += _segment_chunk(segmenter, chunk, args)
-                done += len(chunk)
-                progress.update(task, advance=len(chunk), rate=done / (time.perf_counter() - started))
-    rate = len(paths) / (time.perf_counter() - started)
-    print(f"{len(paths) - (failed - len(failures))}/{len(paths)} images segmented into {args.out}/ "
-          f"({rate:.1f} img/s); {failed} failed")
-    return min(failed, 125)
+    written: list[Path] = []
+    if plans:
+        with Segmenter(args.model or restore_default_model(), backend=args.backend, device=args.device,
+                       max_batch=args.batch) as segmenter:
+            print(f"backend: {segmenter.backend} ({segmenter.choice.reason})")
+            started = time.perf_counter()
+            with _progress(len(plans)) as progress:
+                task = progress.add_task("segment", total=len(plans), rate=0.0)
+                for start in range(0, len(plans), args.batch):
+                    chunk = plans[start:start + args.batch]
+                    written += _segment_chunk(segmenter, chunk, args)
+                    progress.update(task, advance=len(chunk), rate=len(written) / (time.perf_counter() - started))
+        seconds = time.perf_counter() - started
+    total = len(plans) + len(refused) + len(failures)
+    done = sum(1 for label in written if label.is_file())
+    rate = f" ({done / seconds:.1f} img/s)" if done else ""
+    print(f"{done}/{total} images segmented into {args.out}/{rate}; {total - done} failed")
+    return EXIT_OK if done == total else EXIT_SOME_FAILED
 
 
-def _segment_chunk(segmenter, chunk: list[Path], args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
-    images: list[tuple[Path, np.ndarray]] = []
-    failed = 0
-    for path in chunk:
+def _segment_chunk(segmenter: Segmenter, chunk: list[OutputPlan], args: argparse.Namespace) -> list[Path]:
+    """Segments one batch and writes its outputs; returns the label maps written."""
+    images: list[tuple[OutputPlan, np.ndarray]] = []
+    for plan in chunk:
         try:
-            images.append((path, read_image(path, args.max_pixels)))
+            images.append((plan, read_image(plan.image, args.max_pixels)))
         except InputImageError as exc:
             print(f"error: {exc.one_line()}", file=sys.stderr)
-            failed += 1
     if not images:
-        return failed
+        return []
     try:
         labels = segmenter.predict([image for _, image in images])
     except DeployKitError as exc:
-        for path, _ in images:
-            print(f"error: {path}: {exc.one_line()}", file=sys.stderr)
-        return failed + len(images)
-    for (path, image), label in zip(images, labels):
+        for plan, _ in images:
+            print(f"error: {plan.image}: {exc.one_line()}", file=sys.stderr)
+        return []
+    written = []
+    for (plan, image), label in zip(images, labels):
         try:
-            write_label_png(args.out / f"{path.stem}.png", label)
+            write_label_png(plan.label, label)
             if args.overlay:
-                write_overlay(args.out / f"{path.stem}_overlay.jpg", image, label)
+                write_overlay(plan.overlay, image, label)
         except OSError as exc:
-            print(f"error: {args.out / path.stem}: cannot write the result · Note: {exc.strerror}", file=sys.stderr)
-            failed += 1
-    return failed
+            print(f"error: {plan.label}: cannot write the result · Note: {exc.strerror}", file=sys.stderr)
+            continue
+        written.append(plan.label)
+    return written

@@ -57,7 +57,18 @@ def optimize_onnx(src: Path, dst: Path, batch_for_check: int) -> dict[str, Any]:
         "int64_casts_inserted": casts,
         "int64_initializers_left": [i.name for i in model.graph.initializer if i.data_type == TensorProto.INT64],
         "max_relative_difference": max_diff,
+        "num_classes": class_count(model),
     }
+
+
+def class_count(model: onnx.ModelProto) -> int | None:
+    """The model's score channels: the first output's channel dim, or the input of its ArgMax."""
+    typed = {v.name: v for v in (*model.graph.value_info, *model.graph.output)}
+    argmax = next((n for n in model.graph.node if n.op_type == "ArgMax"), None)
+    name, axis = (argmax.input[0], 1) if argmax is not None else (model.graph.output[0].name, 1)
+    value = typed.get(name)
+    dims = value.type.tensor_type.shape.dim if value is not None else []
+    return int(dims[axis].dim_value) if len(dims) > axis and dims[axis].dim_value > 1 else None
 
 
 def narrow_int64_initializers(model: onnx.ModelProto) -> tuple[int, int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -31,6 +32,8 @@ def restore_default_model(packed_dir: Path = DEFAULT_MODEL_DIR) -> Path:
     params = target / "model.pdiparams"
     if params.is_file() and sha256_file(params) == manifest["pdiparams_sha256"]:
         return target
+    print(f"restoring the demo model's float32 weights ({(packed_dir / PACKED_PARAMS).stat().st_size >> 20} MB packed) "
+          f"into {target} (once)", file=sys.stderr)
     target.mkdir(parents=True, exist_ok=True)
     for name in manifest["files"]:
         with atomic_output(target / name) as tmp:

@@ -8,6 +8,7 @@ store its weights as float16 while restoring the exact float32 file Paddle expec
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,8 @@ def scan(path: Path) -> list[TensorRecord]:
             start = pos
             version, lod_levels = struct.unpack_from("<IQ", data, pos)
             pos += 12
+            if lod_levels > (len(data) - pos) // 8:
+                raise ValueError(f"{lod_levels} LoD levels at byte {start}, more than the file holds")
             for _ in range(lod_levels):
                 (size,) = struct.unpack_from("<Q", data, pos)
                 pos += 8 + size
@@ -87,9 +90,9 @@ def scan(path: Path) -> list[TensorRecord]:
                 raise ValueError(f"bad tensor header at byte {start}")
             dtype, shape = _parse_tensor_desc(data[pos:pos + desc_size])
             pos += desc_size
-            if dtype not in _DTYPES or any(d < 0 for d in shape):
-                raise ValueError(f"unknown dtype {dtype} or shape {shape} at byte {start}")
-            nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(_DTYPES[dtype]).itemsize
+            if dtype not in _DTYPES or any(not 0 <= d <= len(data) for d in shape) or len(shape) > 16:
+                raise ValueError(f"unknown dtype {dtype} or shape {shape[:8]} at byte {start}")
+            nbytes = math.prod(shape) * np.dtype(_DTYPES[dtype]).itemsize  # Python ints: no overflow
             if pos + nbytes > len(data):
                 raise ValueError(f"tensor at byte {start} needs {nbytes} bytes, file ends {len(data) - pos} later")
             records.append(TensorRecord(data[start:pos], dtype, shape, pos, nbytes))
