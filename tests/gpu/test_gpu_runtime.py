@@ -150,8 +150,8 @@ def test_segmenter_predicts_from_several_threads(gpu, gpu_model, photos):
 
     if not cuda_provider_available():
         pytest.skip("needs onnxruntime-gpu with a working CUDA provider")
-    with Segmenter(gpu_model, backend="onnxruntime-cuda", max_batch=2) as segmenter:
-        want = segmenter.predict(photos)
+    with Segmenter(gpu_model, backend="onnxruntime-cuda", max_batch=1) as segmenter:
+        want = segmenter.predict(photos)  # batch 1 both ways: cuDNN may pick other algorithms per batch size
         with ThreadPoolExecutor(3) as pool:
             got = list(pool.map(lambda photo: segmenter.predict([photo])[0], photos))
     for a, b in zip(want, got):
