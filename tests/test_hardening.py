@@ -24,7 +24,7 @@ from deploy_kit.errors import ConfigError
 from deploy_kit.image_header import HeaderError, image_size
 from deploy_kit.paddleseg.pdiparams import scan
 
-from .conftest import PHOTOS
+from .conftest import PHOTOS, require
 
 
 @pytest.fixture(scope="module")
@@ -219,3 +219,31 @@ def test_header_reader_agrees_with_pil_on_real_files(tmp_path):
         path = tmp_path / f"x{suffix}"
         photo.save(path, **options)
         assert image_size(path.read_bytes()) == photo.size, suffix
+
+
+def test_a_clean_run_is_quiet(paddle_model, onnx_model, tmp_path, capsys, caplog, monkeypatch):
+    """No TensorRT parser quirk, Paddle ccache note or rate-of-nothing reaches a user on a clean run."""
+    import logging
+
+    require("tensorrt_rtx")
+    with caplog.at_level(logging.WARNING):
+        assert main(["convert", str(paddle_model("argmax")), "-o", str(tmp_path / "build")]) == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    paddle = subprocess.run([sys.executable, "-c", "import deploy_kit.paddleseg, paddle"], capture_output=True, text=True)
+    assert paddle.returncode == 0 and "ccache" not in paddle.stderr
+    (tmp_path / "empty.png").write_bytes(b"")
+    capsys.readouterr()
+    assert _infer(onnx_model, tmp_path / "out", tmp_path / "empty.png") == 1
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert summary.startswith("0/1 images segmented") and "img/s" not in summary
+
+
+def test_first_use_of_the_demo_model_says_what_it_unpacks(tmp_path, monkeypatch, capsys):
+    from deploy_kit.paddleseg.demo import restore_default_model
+
+    monkeypatch.setenv("DEPLOY_KIT_CACHE", str(tmp_path / "cache"))
+    target = restore_default_model()
+    said = capsys.readouterr().err
+    assert "restoring the demo model" in said and " MB packed" in said and str(target) in said
+    restore_default_model()
+    assert capsys.readouterr().err == ""

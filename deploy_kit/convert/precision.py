@@ -8,12 +8,15 @@ calibrated on real images through the inference preprocessing, with a reusable c
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
+import io
+import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -36,6 +39,9 @@ FP16_KEEP_FP32 = ("ReduceMean", "ReduceMax", "ReduceSum", "ReduceL2", "GlobalAve
                   "Softmax", "ArgMax", "TopK")
 # Largest mIoU loss (in points) against FP32 before convert refuses the graph.
 DEFAULT_MAX_MIOU_LOSS = {"fp16": 0.3, "int8": 1.5}
+# ONNX Runtime's quantizer asks for its own pre-processing; that runs ORT's graph optimizer, which fuses
+# ORT-only ops TensorRT cannot parse. The graph is already shape-inferred and simplified by onnxslim.
+PREPROCESS_ADVICE = "Please consider"  # "... to run pre-processing" / "... pre-processing"
 
 
 @dataclass(frozen=True)
@@ -139,17 +145,33 @@ def quantize_to_int8(src: Path, dst: Path, data: AccuracyData, spec: PreprocessS
         opset13 = tmp.with_name(tmp.name + ".opset13.onnx")
         onnx.save(_at_least_opset_13(model), str(opset13))
         try:
-            quantize_static(str(opset13), str(tmp), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=methods[method],
-                            # TensorRT takes symmetric INT8 scales only, and quantizes biases itself.
-                            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
-                                           "QuantizeBias": False},
-                            op_types_to_quantize=["Conv", "Add", "Mul", "Concat"], **options)
+            # The entropy calibrator prints its histogram progress; it is not the user's business.
+            with _without_root_warning(PREPROCESS_ADVICE), contextlib.redirect_stdout(io.StringIO()):
+                quantize_static(str(opset13), str(tmp), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                                calibrate_method=methods[method],
+                                # TensorRT takes symmetric INT8 scales only, and quantizes biases itself.
+                                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                                               "QuantizeBias": False},
+                                op_types_to_quantize=["Conv", "Add", "Mul", "Concat"], **options)
         finally:
             opset13.unlink(missing_ok=True)
     return {"calibration": {"method": method, "images": len(data.images), "source": data.source,
                             "cache": cache.name, "cache_reused": cached}}
+
+
+@contextlib.contextmanager
+def _without_root_warning(prefix: str) -> Iterator[None]:
+    """Drops the root-logger records that start with `prefix` while the block runs."""
+    def keep(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(prefix)
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
 
 
 def _at_least_opset_13(model: onnx.ModelProto) -> onnx.ModelProto:
