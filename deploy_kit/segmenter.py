@@ -76,10 +76,11 @@ class Segmenter:
         self.spec = PreprocessSpec.from_metadata(self.model.preprocessing)
         self.choice = choose_backend(self.model, backend, device)
         if self.choice.backend.on_gpu and not self.spec.gpu_ready:
-            log.warning("preprocessing has transforms without a GPU kernel: running on the CPU path")
+            why = ("dynamic input size: the GPU pipeline takes one size" if self.spec.dynamic_hw
+                   else "deploy.yaml transforms without a GPU kernel")
+            log.warning("%s: running on the CPU path", why)
             cpu = registry.get("onnxruntime-cpu")
-            self.choice = Choice(cpu, cpu.check(self.model, (), device),
-                                 "deploy.yaml transforms without a GPU kernel; ONNX Runtime on the CPU")
+            self.choice = Choice(cpu, cpu.check(self.model, (), device), f"{why}; ONNX Runtime on the CPU")
         self.max_batch = max_batch
         self.session: Session = self._open_session(device, precision, cuda_graph)
 

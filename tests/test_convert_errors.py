@@ -75,7 +75,11 @@ def test_model_paddle2onnx_cannot_convert(capsys, model_copy, tmp_path):
     (model / "model.json").write_text(program.replace('"#":"1.relu"', '"#":"1.relu_not_an_op"'))
     err = _fails(capsys, model, tmp_path / "out")
     assert str(model / "model.json") in err and "paddle2onnx could not convert" in err
-    assert _left_behind(tmp_path / "out") == []
+    assert "unsupported operators" in err and "\x1b" not in err and "named above" not in err
+    assert not (tmp_path / "out").exists()  # no empty output folder left behind
+    (model / "model.json").write_text(program[: len(program) // 2])
+    err = _fails(capsys, model, tmp_path / "out")
+    assert "not valid JSON" in err and str(model / "model.json") in err
 
 
 def test_dynamic_shape_without_resize_needs_input_shape(capsys, model_copy, tmp_path):

@@ -12,7 +12,8 @@ import argparse
 from pathlib import Path
 
 from ..artifact import PRECISIONS, REPORT_NAME
-from ..convert.options import BatchRange, ConvertOptions, parse_input_shape, parse_size, parse_target_sms
+from ..convert.options import (DEFAULT_OPSET, BatchRange, ConvertOptions, parse_input_shape, parse_size,
+                               parse_target_sms)
 from ..convert.pipeline import StageResult, convert
 from ..doctor import blocking_errors, fast_readings
 from ..errors import EngineCompatibilityError
@@ -22,7 +23,8 @@ from ..paddleseg.demo import restore_default_model
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", nargs="?", type=Path, help="PaddleSeg inference folder (default: the shipped demo model)")
     parser.add_argument("-o", "--out", type=Path, default=Path("build"), help="output folder")
-    parser.add_argument("--opset", type=int, default=ConvertOptions.opset, help="ONNX opset")
+    parser.add_argument("--opset", type=int, help=f"ONNX opset (default: {DEFAULT_OPSET}, raised to the opset "
+                        "paddle2onnx names when the model needs it)")
     parser.add_argument("--precision", default=ConvertOptions.precision, choices=PRECISIONS,
                         help="engine precision; fp16 and int8 are checked against fp32 (accuracy.json)")
     parser.add_argument("--calib-images", type=Path, help="INT8: folder of calibration images")
@@ -32,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-miou-loss", type=float, help="mIoU points FP16/INT8 may lose (default: 0.3 / 1.5)")
     parser.add_argument("--accept-accuracy-loss", action="store_true", help="keep a graph above the limit")
     parser.add_argument("--batch", default="1:1:8", help="batch profile MIN:OPT:MAX")
-    parser.add_argument("--input-shape", help="N,C,H,W when deploy.yaml fixes no size, e.g. 1,3,512,1024")
+    parser.add_argument("--input-shape", help="N,C,H,W when deploy.yaml fixes no size, e.g. 1,3,512,1024; a "
+                        "dynamic-shape model takes H/W ranges MIN:OPT:MAX, e.g. 1,3,256:512:1024,256:1024:2048")
     parser.add_argument("--workspace", help="TensorRT workspace limit, e.g. 2GiB (default: half the free GPU memory)")
     parser.add_argument("--target-sm", help="compute capabilities to build for, e.g. 8.7,8.6 (default: this GPU)")
     parser.add_argument("--force", action="store_true", help="redo every stage")
@@ -54,6 +57,8 @@ def print_stage(stage: StageResult) -> None:
     timing = f"in {stage.seconds:.1f}s" if stage.status == "done" else ""
     what = ", ".join(stage.outputs) or stage.details.get("reason", "")
     print(f"{stage.name:<9} {stage.status:<10} {timing:<9} {what}", flush=True)
+    if stage.details.get("note"):
+        print(f"{'':<9} note: {stage.details['note']}", flush=True)
 
 
 def _stop_on_blocking_errors() -> None:

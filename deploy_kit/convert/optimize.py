@@ -29,8 +29,11 @@ _CLAMPABLE = {("Slice", 1), ("Slice", 2)}
 LOGIT_TOLERANCE = 1e-4  # relative to the largest |logit|
 
 
-def optimize_onnx(src: Path, dst: Path, batch_for_check: int) -> dict[str, Any]:
-    """Writes the TensorRT-friendly graph of `src` to `dst` and returns what changed."""
+def optimize_onnx(src: Path, dst: Path, check_shapes: list[tuple[int, ...]],
+                  static_outputs: bool = True) -> dict[str, Any]:
+    """Writes the TensorRT-friendly graph of `src` to `dst`, proven equal to it on inputs of
+    `check_shapes`, and returns what changed. `static_outputs` writes the measured output H and W into
+    the graph (for fixed-size models)."""
     import onnxslim
 
     model = onnx.load(str(src))
@@ -44,8 +47,8 @@ def optimize_onnx(src: Path, dst: Path, batch_for_check: int) -> dict[str, Any]:
     check_graph(model, src)
     with atomic_output(dst) as tmp:
         onnx.save(model, str(tmp))
-        max_diff, shapes = compare_on_onnxruntime(src, tmp, batch_for_check)
-        if _make_output_dims_static(model, shapes):
+        max_diff, shapes = compare_on_onnxruntime(src, tmp, check_shapes)
+        if static_outputs and _make_output_dims_static(model, shapes):
             check_graph(model, src)
             onnx.save(model, str(tmp))
     after = collections.Counter(n.op_type for n in model.graph.node)
@@ -84,8 +87,7 @@ def narrow_int64_initializers(model: onnx.ModelProto) -> tuple[int, int]:
         for slot, name in enumerate(node.input):
             consumers[name].append((node, slot))
     outputs = {o.name for o in model.graph.output}
-    narrowed = casts = 0
-    new_nodes = []
+    fitting = {}
     for init in model.graph.initializer:
         if init.data_type != TensorProto.INT64 or init.name in outputs:
             continue
@@ -93,9 +95,16 @@ def narrow_int64_initializers(model: onnx.ModelProto) -> tuple[int, int]:
         values = numpy_helper.to_array(init)
         if uses and all((n.op_type, s) in _CLAMPABLE for n, s in uses):
             values = np.clip(values, _INT32_MIN, _INT32_MAX)
-        if values.size and (values.min() < _INT32_MIN or values.max() > _INT32_MAX):
+        if not values.size or (values.min() >= _INT32_MIN and values.max() <= _INT32_MAX):
+            fitting[init.name] = values
+    retyped = _retypable_in_place(model, consumers, set(fitting))
+    narrowed = casts = 0
+    new_nodes = []
+    for init in model.graph.initializer:
+        if init.name not in fitting:
             continue
-        if all(slot in _INT32_INPUTS.get(node.op_type, set()) for node, slot in uses):
+        values = fitting[init.name]
+        if init.name in retyped:
             init.CopyFrom(numpy_helper.from_array(values.astype(np.int32), init.name))
         else:
             narrow_name = f"{init.name}__int32"
@@ -115,11 +124,30 @@ def narrow_int64_initializers(model: onnx.ModelProto) -> tuple[int, int]:
     return narrowed, casts
 
 
+def _retypable_in_place(model: onnx.ModelProto, consumers: dict[str, list[tuple[onnx.NodeProto, int]]],
+                        fitting: set[str]) -> set[str]:
+    """The initializers that can become INT32 where they are: every use accepts int32, and every other
+    index input of each node using it becomes INT32 too (Slice's starts, ends, axes and steps share one
+    type, so one left INT64 keeps them all INT64)."""
+    retyped = {name for name in fitting
+               if all(slot in _INT32_INPUTS.get(node.op_type, set()) for node, slot in consumers[name])}
+    changed = True
+    while changed:
+        changed = False
+        for node in model.graph.node:
+            group = [node.input[s] for s in sorted(_INT32_INPUTS.get(node.op_type, set())) if s < len(node.input)]
+            group = [name for name in group if name]
+            if any(name in retyped for name in group) and not all(name in retyped for name in group):
+                retyped -= set(group)
+                changed = True
+    return retyped
+
+
 def check_graph(model: onnx.ModelProto, src: Path, what: str = "optimized graph") -> None:
     """onnx.checker with full shape checks; a failure is an OptimizeError naming the source graph."""
     try:
         onnx.checker.check_model(model, full_check=True)
-    except onnx.checker.ValidationError as exc:
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise OptimizeError(f"{what} fails onnx.checker", path=src, note=str(exc).splitlines()[0]) from None
 
 
@@ -136,9 +164,10 @@ def _make_output_dims_static(model: onnx.ModelProto, shapes: dict[str, tuple[int
     return changed
 
 
-def compare_on_onnxruntime(reference: Path, candidate: Path, batch: int) -> tuple[float, dict[str, tuple[int, ...]]]:
-    """Runs both graphs on the same seeded input; returns the largest relative output difference and
-    the output shapes.
+def compare_on_onnxruntime(reference: Path, candidate: Path,
+                           input_shapes: list[tuple[int, ...]]) -> tuple[float, dict[str, tuple[int, ...]]]:
+    """Runs both graphs on the same seeded inputs of each shape; returns the largest relative output
+    difference and the output shapes of the first.
 
     Raises OptimizeError if float outputs differ by more than LOGIT_TOLERANCE of their range or
     integer outputs (labels) differ at all.
@@ -147,21 +176,24 @@ def compare_on_onnxruntime(reference: Path, candidate: Path, batch: int) -> tupl
 
     ref = ort.InferenceSession(str(reference), providers=["CPUExecutionProvider"])
     cand = ort.InferenceSession(str(candidate), providers=["CPUExecutionProvider"])
-    feed = {}
-    for tensor in ref.get_inputs():
-        shape = [batch if not isinstance(d, int) else d for d in tensor.shape]
-        feed[tensor.name] = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
-    worst, shapes = 0.0, {}
-    for name, want, got in zip([o.name for o in ref.get_outputs()], ref.run(None, feed), cand.run(None, feed)):
-        if want.shape != got.shape:
-            raise OptimizeError(f"output {name} changed shape {want.shape} -> {got.shape}", path=candidate)
-        if np.issubdtype(want.dtype, np.floating):
-            diff = float(np.abs(want.astype(np.float64) - got).max() / max(1.0, float(np.abs(want).max())))
-        else:
-            diff = float(np.mean(want != got))
-        if diff > (LOGIT_TOLERANCE if np.issubdtype(want.dtype, np.floating) else 0.0):
-            raise OptimizeError(f"optimized graph changed output {name}", path=candidate,
-                                note=f"relative difference {diff:.3g}", hint="report the model")
-        worst = max(worst, diff)
-        shapes[name] = tuple(want.shape)
+    worst, shapes = 0.0, dict[str, tuple[int, ...]]()
+    names = [o.name for o in ref.get_outputs()]
+    for input_shape in input_shapes:
+        feed = {t.name: np.random.default_rng(0).uniform(-1, 1, input_shape).astype(np.float32) for t in ref.get_inputs()}
+        for name, want, got in zip(names, ref.run(None, feed), cand.run(None, feed)):
+            worst = max(worst, _compare_output(name, want, got, candidate))
+            shapes.setdefault(name, tuple(want.shape))
     return worst, shapes
+
+
+def _compare_output(name: str, want: np.ndarray, got: np.ndarray, candidate: Path) -> float:
+    if want.shape != got.shape:
+        raise OptimizeError(f"output {name} changed shape {want.shape} -> {got.shape}", path=candidate)
+    if np.issubdtype(want.dtype, np.floating):
+        diff = float(np.abs(want.astype(np.float64) - got).max() / max(1.0, float(np.abs(want).max())))
+    else:
+        diff = float(np.mean(want != got))
+    if diff > (LOGIT_TOLERANCE if np.issubdtype(want.dtype, np.floating) else 0.0):
+        raise OptimizeError(f"optimized graph changed output {name}", path=candidate,
+                            note=f"relative difference {diff:.3g}", hint="report the model")
+    return diff

@@ -32,15 +32,38 @@ class BatchRange:
         return cls(*values)
 
 
+DEFAULT_OPSET = 11  # what TensorRT 8.6 through 11 and TensorRT-RTX all parse
+Range = tuple[int, int, int]  # min, opt, max
+
+
+@dataclass(frozen=True)
+class InputShape:
+    """`--input-shape`: N, 3, H, W where H and W are a size or a MIN:OPT:MAX range (dynamic-shape exports)."""
+
+    batch: int
+    height: Range
+    width: Range
+
+    @property
+    def fixed(self) -> bool:
+        return len(set(self.height)) == 1 and len(set(self.width)) == 1
+
+    @property
+    def opt_hw(self) -> tuple[int, int]:
+        return self.height[1], self.width[1]
+
+
 @dataclass(frozen=True)
 class ConvertOptions:
     """Everything `convert` can be told; defaults live here and nowhere else.
 
     Attributes:
-        opset: ONNX opset paddle2onnx exports at (TensorRT 8.6 parses 9-17).
+        opset: ONNX opset paddle2onnx exports at (TensorRT 8.6 parses 9-17); None means DEFAULT_OPSET,
+            raised to the opset paddle2onnx names when the model needs a newer one.
         precision: engine precision; fp16 means an FP16 ONNX graph on strongly typed TensorRT.
         batch: optimization profile of the batch dimension (a fixed-batch export overrides it).
-        input_shape: NCHW to export and build at, when `deploy.yaml` leaves H and W open.
+        input_shape: the size (or, for a dynamic-shape export, the H and W ranges of the engine's
+            optimization profile) when `deploy.yaml` leaves H and W open.
         workspace: builder workspace limit in bytes; None means a safe share of free GPU memory.
         target_sms: compute capabilities to build for, e.g. ("8.7",); None means the builder's GPU.
         calib_images: folder of images to calibrate INT8 on (through the inference preprocessing).
@@ -53,10 +76,10 @@ class ConvertOptions:
         onnx_only: stop after the ONNX stages (no TensorRT needed).
     """
 
-    opset: int = 11
+    opset: int | None = None
     precision: str = "fp32"
     batch: BatchRange = field(default_factory=BatchRange)
-    input_shape: tuple[int, int, int, int] | None = None
+    input_shape: InputShape | None = None
     workspace: int | None = None
     target_sms: tuple[str, ...] | None = None
     calib_images: Path | None = None
@@ -73,18 +96,27 @@ class ConvertOptions:
             raise ConfigError(f"unknown precision {self.precision!r}", hint=f"use one of {', '.join(PRECISIONS)}")
         if self.precision == "int8" and self.calib_images is None:
             raise ConfigError("INT8 needs calibration images", hint="pass --calib-images DIR (e.g. 200 typical images)")
-        if not 7 <= self.opset <= 21:
+        if self.opset is not None and not 7 <= self.opset <= 21:
             raise ConfigError(f"opset {self.opset} is out of range", hint="use --opset 11 (default) up to 17 for TensorRT")
 
 
-def parse_input_shape(text: str) -> tuple[int, int, int, int]:
+    @property
+    def export_opset(self) -> int:
+        return self.opset or DEFAULT_OPSET
+
+
+def parse_input_shape(text: str) -> InputShape:
+    """'1,3,512,1024', or with H/W ranges for a dynamic-shape model: '1,3,256:512:1024,256:1024:2048'."""
     try:
-        dims = tuple(int(d) for d in re.split(r"[,x ]+", text.strip()))
+        dims = [tuple(int(v) for v in part.split(":")) for part in re.split(r"[,x ]+", text.strip())]
     except ValueError:
-        dims = ()
-    if len(dims) != 4 or dims[1] != 3 or min(dims) < 1:
-        raise ConfigError(f"bad --input-shape {text!r}", hint="give N,C,H,W with C=3, e.g. 1,3,512,1024")
-    return dims  # type: ignore[return-value]
+        dims = []
+    ranges = [d * 3 if len(d) == 1 else d for d in dims]
+    if len(ranges) != 4 or ranges[1] != (3, 3, 3) or len(set(ranges[0])) != 1 or \
+            any(len(r) != 3 or not 1 <= r[0] <= r[1] <= r[2] for r in ranges):
+        raise ConfigError(f"bad --input-shape {text!r}", hint="give N,C,H,W with C=3, e.g. 1,3,512,1024, or H/W "
+                          "ranges MIN:OPT:MAX for a dynamic-shape model, e.g. 1,3,256:512:1024,256:1024:2048")
+    return InputShape(ranges[0][0], ranges[2], ranges[3])  # type: ignore[arg-type]
 
 
 def parse_size(text: str) -> int:

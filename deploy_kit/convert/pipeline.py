@@ -80,11 +80,16 @@ def preprocessing_of(deploy: DeployConfig, plan: InputPlan) -> dict[str, Any]:
     """The preprocessing the runtime must apply, from deploy.yaml; a fixed-shape model with no Resize gets
     one to its input size, so any image size works."""
     transforms = [dict(t) for t in deploy.transforms]
-    added = resize_target_hw(deploy.transforms) is None
+    added = resize_target_hw(deploy.transforms) is None and not plan.dynamic_hw
     if added:
         transforms.insert(0, {"type": "Resize", "target_size": [plan.width, plan.height], "added_by": "deploy-kit"})
-    return {"to_rgb": True, "transforms": transforms, "resize_added": added,
-            "model_input_hw": [plan.height, plan.width], "output_op": deploy.output_op}
+    preprocessing = {"to_rgb": True, "transforms": transforms, "resize_added": added,
+                     "model_input_hw": [plan.height, plan.width], "output_op": deploy.output_op}
+    if plan.dynamic_hw:  # each image at its own size, padded as PaddleSeg's Padding does
+        hw_min, _, hw_max = plan.profile_hw()
+        preprocessing.update({"dynamic_hw": True, "pad_multiple": plan.pad_multiple,
+                              "hw_min": list(hw_min), "hw_max": list(hw_max)})
+    return preprocessing
 
 
 def convert(model_dir: Path, out_dir: Path, options: ConvertOptions, reporter: Reporter,
@@ -94,17 +99,29 @@ def convert(model_dir: Path, out_dir: Path, options: ConvertOptions, reporter: R
     deploy = load_deploy_config(model_dir)
     pdiparams.scan(deploy.params_file)
     plan = plan_input(deploy, options)
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _convert(deploy, plan, out_dir, options, reporter, tensorrt, device)
+    except BaseException:
+        if created and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # a failed first stage leaves no empty folder behind
+        raise
+
+
+def _convert(deploy: DeployConfig, plan: InputPlan, out_dir: Path, options: ConvertOptions, reporter: Reporter,
+             tensorrt: TensorRTFeatures | None, device: int) -> ConvertResult:
     report = ConvertReport(out_dir, options.force)
-    report.document.update({"deploy_kit_version": __version__, "model_dir": str(model_dir.resolve()),
+    report.document.update({"deploy_kit_version": __version__, "model_dir": str(deploy.model_dir.resolve()),
                             "input": asdict(plan), "options": _options_record(options),
-                            "preprocessing": preprocessing_of(deploy, plan), "onnx_opset": options.opset,
+                            "preprocessing": preprocessing_of(deploy, plan),
                             "deploy_yaml": {"output_op": deploy.output_op, "output_dtype": deploy.output_dtype,
                                             "input_shape": list(deploy.input_shape)}})
     model_sha, params_sha = sha256_file(deploy.model_file), sha256_file(deploy.params_file)
     stages = [_run_stage(report, "export", {"model": model_sha, "params": params_sha, "opset": options.opset,
                                             "plan": asdict(plan), "paddle2onnx": _tool_version("paddle2onnx")},
                          reporter, lambda: _export(deploy, plan, options, out_dir))]
+    report.document["onnx_opset"] = stages[0].details["opset"]
     stages.append(_run_stage(report, "optimize", {"onnx": sha256_file(out_dir / ONNX_NAME),
                                                   "onnxslim": _tool_version("onnxslim"),
                                                   "onnx_version": _tool_version("onnx")},
@@ -150,7 +167,7 @@ def build_spec(graph: Path, plan: InputPlan, options: ConvertOptions, gpu: GpuIn
     """The engine build of `graph` for the input plan: a fixed-batch export pins the batch profile."""
     batch = options.batch
     batches = (plan.batch_fixed,) * 3 if plan.batch_fixed else (batch.min, batch.opt, batch.max)
-    mins, opts, maxs = ((b, 3, plan.height, plan.width) for b in batches)
+    mins, opts, maxs = ((b, 3, *hw) for b, hw in zip(batches, plan.profile_hw()))
     return BuildSpec(graph, (mins, opts, maxs), options.precision, options.workspace, options.target_sms, gpu)
 
 
@@ -186,12 +203,30 @@ def _options_record(options: ConvertOptions) -> dict[str, Any]:
 
 def _export(deploy: DeployConfig, plan: InputPlan, options: ConvertOptions,
             out_dir: Path) -> tuple[list[str], dict[str, Any]]:
-    export_onnx(deploy, plan, options, out_dir / ONNX_NAME)
-    return [ONNX_NAME], {"opset": options.opset, "source": deploy.model_file.name}
+    exported = export_onnx(deploy, plan, options, out_dir / ONNX_NAME)
+    details: dict[str, Any] = {"opset": exported.opset, "source": deploy.model_file.name,
+                               "program_rewrites": list(exported.rewrites)}
+    if exported.note:
+        details["note"] = exported.note
+    return [ONNX_NAME], details
+
+
+def check_shapes(plan: InputPlan) -> list[tuple[int, ...]]:
+    """The inputs the optimized graph is proven equal on: the planned size, and for a dynamic-shape model
+    a second size from its profile with another batch, so no dimension is checked at one value only."""
+    batch = plan.batch_fixed or 2
+    shapes: list[tuple[int, ...]] = [(batch, 3, plan.height, plan.width)]
+    if plan.dynamic_hw:
+        low, _, _ = plan.profile_hw()
+        second = (max(low[0], plan.height // 2 // plan.pad_multiple * plan.pad_multiple),
+                  max(low[1], plan.width // 2 // plan.pad_multiple * plan.pad_multiple))
+        shapes.append((plan.batch_fixed or 1, 3, *second))
+    return shapes
 
 
 def _optimize(plan: InputPlan, out_dir: Path) -> tuple[list[str], dict[str, Any]]:
-    return [OPT_NAME], optimize_onnx(out_dir / ONNX_NAME, out_dir / OPT_NAME, plan.batch_fixed or 2)
+    return [OPT_NAME], optimize_onnx(out_dir / ONNX_NAME, out_dir / OPT_NAME, check_shapes(plan),
+                                     static_outputs=not plan.dynamic_hw)
 
 
 def _reduce_precision(deploy: DeployConfig, plan: InputPlan, options: ConvertOptions,
@@ -227,10 +262,10 @@ def rebuild_engine(artifact: Artifact, features: TensorRTFeatures, gpu: GpuInfo 
     """Rebuilds a convert output's engine from the ONNX beside it, with the options it was converted
     with, for `gpu` (or `target_sms`), into the cache (or `out_dir`); returns the engine."""
     recorded = artifact.options
-    options = ConvertOptions(opset=recorded["opset"], precision=recorded["precision"],
+    options = ConvertOptions(opset=recorded.get("opset"), precision=recorded["precision"],
                              batch=BatchRange(**recorded["batch"]), workspace=recorded["workspace"],
                              target_sms=target_sms)
-    plan = InputPlan(**artifact.input)
+    plan = InputPlan.from_record(artifact.input)
     graph = artifact.folder / engine_graph_name(options.precision, features)
     key = sha256_json([sha256_file(graph), features.flavor, features.version, _gpu_record(gpu),
                        _options_record(options)])

@@ -11,11 +11,6 @@ import yaml
 
 from ..errors import ConfigError
 
-# PP-LiteSeg's SPPM pools to bins 1, 2 and 4 of the stride-32 feature map, so with adaptive pooling in
-# the graph H and W must divide by 32 * 4; every PaddleSeg backbone needs at least its stride of 32.
-ADAPTIVE_POOL_MULTIPLE, STRIDE_MULTIPLE = 128, 32
-
-
 @dataclass(frozen=True)
 class DeployConfig:
     """A PaddleSeg inference folder as `tools/export.py` writes it."""
@@ -31,10 +26,6 @@ class DeployConfig:
     @property
     def has_static_hw(self) -> bool:
         return all(isinstance(d, int) and d > 0 for d in self.input_shape[2:])
-
-    def uses_adaptive_pooling(self) -> bool:
-        """True when the Paddle program holds adaptive pooling (then paddle2onnx needs a static H, W)."""
-        return b"adaptive" in self.model_file.read_bytes()
 
 
 def load_deploy_config(model_dir: Path) -> DeployConfig:

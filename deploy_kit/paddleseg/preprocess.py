@@ -14,12 +14,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InputImageError
 
 log = logging.getLogger(__name__)
 _INTERP = {"NEAREST": cv2.INTER_NEAREST, "LINEAR": cv2.INTER_LINEAR, "CUBIC": cv2.INTER_CUBIC,
            "AREA": cv2.INTER_AREA, "LANCZOS4": cv2.INTER_LANCZOS4}
 _OWN = {"Resize", "Normalize"}
+_PAD = "PadToStride"  # deploy-kit's own step for dynamic-shape models
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,11 @@ class PreprocessSpec:
     to_rgb: bool
     transforms: tuple[dict[str, Any], ...]
     gpu_ready: bool  # True when every transform has a kernel
+    # A dynamic-shape model takes each image at its own size padded to `pad_multiple`, within hw_min..hw_max.
+    dynamic_hw: bool = False
+    pad_multiple: int = 1
+    hw_min: tuple[int, int] = (1, 1)
+    hw_max: tuple[int, int] = (1 << 30, 1 << 30)
 
     @classmethod
     def from_metadata(cls, preprocessing: dict[str, Any]) -> PreprocessSpec:
@@ -51,7 +57,32 @@ class PreprocessSpec:
                 std = _triple(t.get("std", std))
             elif t["type"] == "Resize" and (t.get("interp", "LINEAR") != "LINEAR" or t.get("keep_ratio")):
                 gpu_ready = False
-        return cls(int(height), int(width), mean, std, bool(preprocessing.get("to_rgb", True)), transforms, gpu_ready)
+        dynamic = bool(preprocessing.get("dynamic_hw", False))
+        if dynamic:
+            gpu_ready = False  # the GPU pipeline's buffers and kernels take one input size
+        return cls(int(height), int(width), mean, std, bool(preprocessing.get("to_rgb", True)), transforms, gpu_ready,
+                   dynamic, int(preprocessing.get("pad_multiple", 1)), _pair(preprocessing.get("hw_min", (1, 1))),
+                   _pair(preprocessing.get("hw_max", (1 << 30, 1 << 30))))
+
+    def padded_hw(self, height: int, width: int) -> tuple[int, int]:
+        """The input size of an image of this size: itself rounded up to `pad_multiple` (dynamic models)."""
+        step = self.pad_multiple
+        return -(-height // step) * step, -(-width // step) * step
+
+    def check_size(self, height: int, width: int) -> None:
+        """Refuses an image a dynamic-shape model's profile does not cover, naming the profile."""
+        padded = self.padded_hw(height, width)
+        if not all(low <= size <= high for low, size, high in zip(self.hw_min, padded, self.hw_max)):
+            raise InputImageError(f"image {height}x{width} (padded to {padded[0]}x{padded[1]}) is outside the "
+                                  f"model's input profile {self.hw_min[0]}x{self.hw_min[1]} to "
+                                  f"{self.hw_max[0]}x{self.hw_max[1]}",
+                                  hint="re-convert with --input-shape 1,3,MIN:OPT:MAX,MIN:OPT:MAX covering it, "
+                                       "or resize the image")
+
+
+def _pair(values: Any) -> tuple[int, int]:
+    a, b = (int(v) for v in values)
+    return a, b
 
 
 def _triple(values: Any) -> tuple[float, float, float]:
@@ -76,10 +107,12 @@ def preprocess_cpu(image_bgr: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     image = image_bgr.astype("float32")
     if spec.to_rgb:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    for t in spec.transforms:
+    for t in _with_padding(spec):
         if t["type"] == "Resize":
             width, height = t.get("target_size", (512, 512))
             image = cv2.resize(image, (int(width), int(height)), interpolation=_INTERP[t.get("interp", "LINEAR")])
+        elif t["type"] == _PAD:
+            image = _pad_bottom_right(image, spec)
         elif t["type"] == "Normalize":
             image = image / 255.0
             image -= np.array(spec.mean)[np.newaxis, np.newaxis, :]
@@ -87,10 +120,30 @@ def preprocess_cpu(image_bgr: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
             image = image.astype("float32")
         else:
             image = _paddleseg_transform(t, image)
-    if image.shape[:2] != (spec.height, spec.width):
+    if not spec.dynamic_hw and image.shape[:2] != (spec.height, spec.width):
         raise ConfigError(f"preprocessing gives {image.shape[0]}x{image.shape[1]}, the model takes "
                           f"{spec.height}x{spec.width}", hint="add a fixed-size Resize to deploy.yaml")
     return np.ascontiguousarray(image.transpose(2, 0, 1))
+
+
+def _with_padding(spec: PreprocessSpec) -> list[dict[str, Any]]:
+    """The transforms, with a dynamic-shape model's padding placed where PaddleSeg puts its `Padding`:
+    before `Normalize`, so the padded pixels are grey 127.5 normalized like the rest."""
+    transforms = list(spec.transforms)
+    if spec.dynamic_hw:
+        at = next((i for i, t in enumerate(transforms) if t["type"] == "Normalize"), len(transforms))
+        transforms.insert(at, {"type": _PAD})
+    return transforms
+
+
+def _pad_bottom_right(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """PaddleSeg's `Padding(im_padding_value=127.5)` to the next multiple of the model's stride."""
+    height, width = image.shape[:2]
+    target_h, target_w = spec.padded_hw(height, width)
+    if (target_h, target_w) == (height, width):
+        return image
+    return cv2.copyMakeBorder(image, 0, target_h - height, 0, target_w - width, cv2.BORDER_CONSTANT,
+                              value=(127.5, 127.5, 127.5))
 
 
 def _paddleseg_transform(t: dict[str, Any], image: np.ndarray) -> np.ndarray:

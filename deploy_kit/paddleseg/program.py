@@ -51,7 +51,7 @@ def _ops(node: Any) -> Iterator[dict[str, Any]]:
 
 
 def _attributes(op: dict[str, Any]) -> dict[str, Any]:
-    return {a.get("N"): a.get("AT", {}) for a in op["A"] if isinstance(a, dict)}
+    return {str(a.get("N")): a.get("AT", {}) for a in op["A"] if isinstance(a, dict)}
 
 
 def _value(attribute: dict[str, Any]) -> Any:
@@ -102,7 +102,7 @@ def _protobuf_facts(model_file: Path) -> ProgramFacts:
     except ImportError:
         raise ConfigError("reading a Paddle 2 program needs Paddle", path=model_file,
                           hint="pip install 'deploy-kit[export]'") from None
-    program = framework_pb2.ProgramDesc()
+    program = framework_pb2.ProgramDesc()  # type: ignore[attr-defined]
     try:
         program.ParseFromString(model_file.read_bytes())
     except Exception as exc:  # protobuf's DecodeError, whose module path differs between versions

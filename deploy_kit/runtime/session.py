@@ -35,8 +35,16 @@ class HostSession:
         self.executor, self.spec, self.max_batch = executor, spec, max_batch
 
     def run(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if self.spec.dynamic_hw:  # each image at its own size: one at a time
+            for image in images:
+                self.spec.check_size(image.shape[0], image.shape[1])
+            return [self._run([image])[0] for image in images]
+        return self._run(images)
+
+    def _run(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         outputs = self.executor.run(np.stack([preprocess_cpu(image, self.spec) for image in images]))
-        return [postprocess_cpu(output, (image.shape[0], image.shape[1])) for output, image in zip(outputs, images)]
+        return [postprocess_cpu(output, (image.shape[0], image.shape[1]), self.spec.dynamic_hw)
+                for output, image in zip(outputs, images)]
 
     def close(self) -> None:
         self.executor.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deploy_kit.convert.options import BatchRange, parse_input_shape, parse_size, parse_target_sms
+from deploy_kit.convert.options import BatchRange, InputShape, parse_input_shape, parse_size, parse_target_sms
 from deploy_kit.paddleseg.deploy_config import resize_target_hw
 from deploy_kit.errors import ConfigError
 from deploy_kit.paddleseg.pdiparams import compress_to_fp16, restore_from_fp16, scan
@@ -17,7 +17,10 @@ from deploy_kit.paddleseg.pdiparams import compress_to_fp16, restore_from_fp16, 
 def test_option_parsers():
     assert BatchRange.parse("1:2:8") == BatchRange(1, 2, 8)
     assert BatchRange.parse("4") == BatchRange(4, 4, 4)
-    assert parse_input_shape("1,3,512,1024") == (1, 3, 512, 1024)
+    assert parse_input_shape("1,3,512,1024") == InputShape(1, (512, 512, 512), (1024, 1024, 1024))
+    ranged = parse_input_shape("1,3,256:512:1024,256:1024:2048")
+    assert ranged == InputShape(1, (256, 512, 1024), (256, 1024, 2048)) and not ranged.fixed
+    assert ranged.opt_hw == (512, 1024)
     assert parse_size("2GiB") == 2 << 30 and parse_size("512MiB") == 512 << 20 and parse_size("1000") == 1000
     assert parse_target_sms("8.7, 8.6") == ("8.7", "8.6")
     for bad in (lambda: BatchRange.parse("2:1:4"), lambda: parse_input_shape("1,1,64,64"),

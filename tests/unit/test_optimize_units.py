@@ -42,4 +42,32 @@ def test_narrowing_retypes_casts_and_clamps_without_changing_outputs(tmp_path):
     onnx.checker.check_model(model, full_check=True)
     candidate = tmp_path / "narrow.onnx"
     onnx.save(model, str(candidate))
-    assert compare_on_onnxruntime(reference, candidate, batch=3) == (0.0, {"y": (3, 3)})
+    assert compare_on_onnxruntime(reference, candidate, [(3, 4, 6), (1, 4, 6)]) == (0.0, {"y": (3, 3)})
+
+
+def test_narrowing_keeps_the_index_inputs_of_one_node_one_type(tmp_path):
+    """A Slice `starts` shared with a Concat of a Shape (INT64 there) keeps every Slice index input INT64:
+    mixed INT32/INT64 on one Slice fails onnx.checker (SegFormer-B0 exported with dynamic H/W did)."""
+    i64 = lambda name, values: numpy_helper.from_array(np.array(values, dtype=np.int64), name)  # noqa: E731
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Concat", ["shape", "starts"], ["joined"], axis=0),
+        helper.make_node("Slice", ["x", "starts", "ends", "axes"], ["y"]),
+        helper.make_node("Cast", ["joined"], ["z"], to=TensorProto.FLOAT),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4, "w"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2, "w"]),
+         helper.make_tensor_value_info("z", TensorProto.FLOAT, [4])],
+        [i64("starts", [1]), i64("ends", [3]), i64("axes", [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    reference = tmp_path / "ref.onnx"
+    onnx.save(model, str(reference))
+    narrow_int64_initializers(model)
+    onnx.checker.check_model(model, full_check=True)
+    slice_node = next(n for n in model.graph.node if n.op_type == "Slice")
+    types = {i.name: i.data_type for i in model.graph.initializer}
+    assert {types.get(name, TensorProto.INT64) for name in slice_node.input[1:]} == {TensorProto.INT64}
+    candidate = tmp_path / "narrow.onnx"
+    onnx.save(model, str(candidate))
+    assert compare_on_onnxruntime(reference, candidate, [(2, 4, 5), (1, 4, 9)])[0] == 0.0

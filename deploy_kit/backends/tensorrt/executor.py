@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ...cuda import Stream
+from ...cuda import DeviceBuffer, Stream
 from ...errors import EngineCompatibilityError
 from ..base import DeviceExecutor, TensorSpec
 from .features import TensorRTFeatures
@@ -24,6 +24,7 @@ class TensorRTExecutor(DeviceExecutor):
     def __init__(self, engine_path: Path, features: TensorRTFeatures) -> None:
         api = features.module
         self.name = features.flavor
+        self._features = features
         self._logger = make_logger(api)
         self._runtime: trt.Runtime | None = api.Runtime(self._logger)
         self.engine: trt.ICudaEngine | None = self._runtime.deserialize_cuda_engine(engine_path.read_bytes())
@@ -38,7 +39,10 @@ class TensorRTExecutor(DeviceExecutor):
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == api.TensorIOMode.INPUT]
         outputs = [n for n in names if self.engine.get_tensor_mode(n) == api.TensorIOMode.OUTPUT]
         self.input = self._spec(features, self.engine, inputs[0])
-        self.output = self._spec(features, self.engine, outputs[0])
+        self.output = self._spec(features, self.engine, outputs[0])  # the first, as PaddleSeg uses it
+        # Every other output (Fast-SCNN's auxiliary head) still needs an address: scratch buffers, grown
+        # on the first enqueue of a larger batch, which runs before any CUDA graph capture.
+        self._scratch: dict[str, DeviceBuffer] = {name: DeviceBuffer(0) for name in outputs[1:]}
 
     @staticmethod
     def _spec(features: TensorRTFeatures, engine: trt.ICudaEngine, name: str) -> TensorSpec:
@@ -56,13 +60,27 @@ class TensorRTExecutor(DeviceExecutor):
         self.context.set_input_shape(self.input.name, (batch, *self.input.shape[1:]))
         self.context.set_tensor_address(self.input.name, input_ptr)
         self.context.set_tensor_address(self.output.name, output_ptr)
+        for name in self._scratch:
+            self.context.set_tensor_address(name, self._scratch_for(name).ptr)
         if not self.context.execute_async_v3(stream.ptr):
             raise EngineCompatibilityError("TensorRT failed to enqueue inference",
                                            note="; ".join(self._logger.errors[-2:]) or None)
 
+    def _scratch_for(self, name: str) -> DeviceBuffer:
+        assert self.context is not None and self.engine is not None
+        shape = self.context.get_tensor_shape(name)
+        itemsize = np.dtype(self._features.module.nptype(self.engine.get_tensor_dtype(name))).itemsize
+        nbytes = int(np.prod([shape[i] for i in range(len(shape))])) * itemsize
+        if self._scratch[name].nbytes < nbytes:
+            self._scratch[name].close()
+            self._scratch[name] = DeviceBuffer(nbytes)
+        return self._scratch[name]
+
     def close(self) -> None:
         """Destroys the execution context, then the engine, then the runtime: each needs the one after it,
         and all of them the CUDA context, which the runtime session releases only after this."""
+        for buffer in getattr(self, "_scratch", {}).values():
+            buffer.close()
         self.context = None
         self.engine = None
         self._runtime = None
