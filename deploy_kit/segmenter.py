@@ -12,9 +12,12 @@ session; it returns uint8 label maps at each image's original size.
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 from pathlib import Path
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -27,12 +30,14 @@ from .backends.tensorrt.features import probe_tensorrt
 from .convert.options import ConvertOptions
 from .convert.pipeline import convert, rebuild_engine
 from .doctor import blocking_errors, fast_readings
-from .errors import ConfigError, EngineCompatibilityError
+from .errors import ConfigError, EngineCompatibilityError, InputImageError
 from .fileio import cache_root, sha256_json
+from .images import DEFAULT_MAX_PIXELS, read_image
 from .machine import GpuInfo
 from .paddleseg.preprocess import PreprocessSpec
 from .runtime.gpu_pipeline import GpuPipeline
 from .runtime.session import GpuSession, HostSession, Session
+from .runtime.stream import Source, StreamItem, stream
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +67,14 @@ def choose_backend(artifact: Artifact, wanted: str, device: int) -> Choice:
     if blocking and wanted != "onnxruntime-cpu":
         raise EngineCompatibilityError(f"{blocking[0].name}: {blocking[0].value}", hint=blocking[0].fix)
     return registry.choose(artifact, wanted, readings.gpus, device)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A decoded image and what the session prepared from it on the decode thread."""
+
+    image: np.ndarray
+    tensor: Any
 
 
 class Segmenter:
@@ -120,6 +133,25 @@ class Segmenter:
             results.extend(self.session.run(list(images[start:start + self.max_batch])))
         return results
 
+    def stream(self, inputs: Iterable[Source], decode: Callable[[Source], np.ndarray] | None = None,
+               workers: int | None = None, keep_images: bool = False,
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[StreamItem[Source]]:
+        """Segments image files (paths) or arrays as they come, decoding ahead on `workers` threads
+        (default: one per CPU) while earlier batches run; yields one `StreamItem` per input, in input
+        order, with its labels or its error. `decode` turns a custom source into a BGR uint8 image."""
+        load = decode or functools.partial(_load, max_pixels=max_pixels)
+        session = self.session
+
+        def load_and_prepare(source: Source) -> Prepared:
+            image = load(source)
+            return Prepared(image, session.prepare(image))
+
+        def run(batch: list[Prepared]) -> list[np.ndarray]:
+            return session.run([p.image for p in batch], [p.tensor for p in batch])
+
+        items = stream(inputs, load_and_prepare, run, self.max_batch, workers or default_workers(), keep_images)
+        return (StreamItem(i.source, i.labels, i.image.image if i.image is not None else None, i.error) for i in items)
+
     @property
     def num_classes(self) -> int | None:
         """Classes the model tells apart (its score channels), where the convert output records it."""
@@ -154,3 +186,17 @@ def _described(value: object) -> str:
     if isinstance(value, np.ndarray):
         return f"an array of shape {value.shape} and dtype {value.dtype}"
     return f"a {type(value).__name__}"
+
+
+def default_workers() -> int:
+    return max(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2)
+
+
+def _load(source: object, max_pixels: int) -> np.ndarray:
+    """An image file (path) read as PaddleSeg reads it, or an array checked like `predict` checks it."""
+    if isinstance(source, (str, Path)):
+        return read_image(Path(source), max_pixels)
+    try:
+        return checked_images(source)[0]
+    except ValueError as exc:
+        raise InputImageError(str(exc)) from None

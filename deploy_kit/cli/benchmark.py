@@ -13,6 +13,7 @@ import argparse
 import importlib.util
 import json
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -20,6 +21,7 @@ import numpy as np
 from ..artifact import PRECISIONS
 from ..backends import registry
 from ..benchmark import BenchConfig, machine_info, run_cpu_benchmark, run_gpu_benchmark, write_results
+from ..benchmark_files import from_files, jpeg_to_labels_ms
 from ..errors import ConfigError
 from ..images import expand_inputs
 from ..machine import detect_gpus
@@ -42,6 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: the folder convert.json names)")
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="folder for the JSON, CSV and chart")
     parser.add_argument("--name", help="results file stem")
+    parser.add_argument("--from-files", type=Path, metavar="DIR",
+                        help="also time the real infer pipeline from DIR's image files to PNG files, and one "
+                             "image from JPEG bytes to labels")
+    parser.add_argument("--device", type=int, default=0, help="CUDA device index")
 
 
 def _images(folder: Path | None) -> list[bytes]:
@@ -75,11 +81,28 @@ def run(args: argparse.Namespace) -> int:
             print("Paddle is not installed: no Paddle Inference comparison (pip install 'deploy-kit[export]' adds it)")
             paddle = None
         report.update(run_cpu_benchmark(config, paddle if paddle and paddle.is_dir() else None))
+    if args.from_files is not None:
+        report["from_files"] = _from_files_rows(args, report["backend"], batches)
     gpu = report["machine"]["gpus"][0]["name"].replace(" ", "_") if report["machine"]["gpus"] else "cpu"
     paths = write_results(report, args.out, args.name or f"{report['backend']}-{gpu}")
     _print_summary(report)
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
+
+
+def _from_files_rows(args: argparse.Namespace, backend: str, batches: tuple[int, ...]) -> dict[str, Any]:
+    jpegs = sorted(args.from_files.glob("*.jp*g"))
+    if not jpegs:
+        raise ConfigError("no JPEG files to time", path=args.from_files, hint="give a folder of .jpg images")
+    rows = from_files(args.model, args.from_files, batches, backend, device=args.device)
+    rows += from_files(args.model, args.from_files, batches[:1], backend, overlay=True, device=args.device)
+    for row in rows:
+        print(f"from files, batch {row['batch']}{' with overlays' if row['overlay'] else ''}: "
+              f"{row['images_per_s']:.1f} img/s" + (f", GPU {row['gpu_utilization_percent']:.0f}% busy"
+                                                     if row["gpu_utilization_percent"] is not None else ""))
+    latency = jpeg_to_labels_ms(args.model, jpegs[0].read_bytes(), backend, device=args.device)
+    print(f"one image from JPEG bytes to labels: {latency['mean']:.2f} ms (p99 {latency['p99']:.2f})")
+    return {"folder": str(args.from_files), "rows": rows, "jpeg_to_labels_ms": latency}
 
 
 def _print_summary(report: dict) -> None:

@@ -17,13 +17,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from ..backends import registry
 from ..errors import EXIT_OK, EXIT_SOME_FAILED, DeployKitError, InputImageError
 from ..paddleseg.demo import restore_default_model
-from ..images import (DEFAULT_MAX_PIXELS, OutputPlan, collect_inputs, plan_outputs, read_image, write_label_png,
-                      write_overlay)
+from ..files import segment_files
+from ..images import DEFAULT_MAX_PIXELS, collect_inputs, plan_outputs
 from ..segmenter import Segmenter
 
 
@@ -35,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=1, help="images per inference")
     parser.add_argument("--overlay", action="store_true", help="also write <name>_overlay.jpg")
     parser.add_argument("--device", type=int, default=0, help="CUDA device index")
+    parser.add_argument("--workers", type=int, help="threads that decode and threads that write (default: one per CPU)")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help="refuse larger images before decoding")
 
@@ -56,7 +55,7 @@ def _progress(total: int):  # type: ignore[no-untyped-def]
 
     console = Console(stderr=True)
     return Progress(TextColumn("segmenting"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[rate]:.1f} img/s"), TimeRemainingColumn(),
+                    TimeRemainingColumn(),
                     console=console, disable=not console.is_terminal or total < 2)
 
 
@@ -70,50 +69,18 @@ def run(args: argparse.Namespace) -> int:
     for error in failures + refused:
         print(f"error: {error.one_line()}", file=sys.stderr)
     _check_output_folder(args.out)
-    written: list[Path] = []
+    total = len(plans) + len(refused) + len(failures)
+    done, rate = 0, ""
     if plans:
         with Segmenter(args.model or restore_default_model(), backend=args.backend, device=args.device,
                        max_batch=args.batch) as segmenter:
             print(f"backend: {segmenter.backend} ({segmenter.choice.reason})")
-            started = time.perf_counter()
             with _progress(len(plans)) as progress:
                 task = progress.add_task("segment", total=len(plans), rate=0.0)
-                for start in range(0, len(plans), args.batch):
-                    chunk = plans[start:start + args.batch]
-                    written += _segment_chunk(segmenter, chunk, args)
-                    progress.update(task, advance=len(chunk), rate=len(written) / (time.perf_counter() - started))
-        seconds = time.perf_counter() - started
-    total = len(plans) + len(refused) + len(failures)
-    done = sum(1 for label in written if label.is_file())
-    rate = f" ({done / seconds:.1f} img/s)" if done else ""
+                report = segment_files(segmenter, plans, args.overlay, args.max_pixels, args.workers,
+                                       on_error=lambda line: print(f"error: {line}", file=sys.stderr),
+                                       on_done=lambda count: progress.update(task, completed=count))
+        done = sum(1 for label in report.written if label.is_file())
+        rate = f" ({done / report.seconds:.1f} img/s)" if done else ""
     print(f"{done}/{total} images segmented into {args.out}/{rate}; {total - done} failed")
     return EXIT_OK if done == total else EXIT_SOME_FAILED
-
-
-def _segment_chunk(segmenter: Segmenter, chunk: list[OutputPlan], args: argparse.Namespace) -> list[Path]:
-    """Segments one batch and writes its outputs; returns the label maps written."""
-    images: list[tuple[OutputPlan, np.ndarray]] = []
-    for plan in chunk:
-        try:
-            images.append((plan, read_image(plan.image, args.max_pixels)))
-        except InputImageError as exc:
-            print(f"error: {exc.one_line()}", file=sys.stderr)
-    if not images:
-        return []
-    try:
-        labels = segmenter.predict([image for _, image in images])
-    except DeployKitError as exc:
-        for plan, _ in images:
-            print(f"error: {plan.image}: {exc.one_line()}", file=sys.stderr)
-        return []
-    written = []
-    for (plan, image), label in zip(images, labels):
-        try:
-            write_label_png(plan.label, label)
-            if args.overlay:
-                write_overlay(plan.overlay, image, label)
-        except OSError as exc:
-            print(f"error: {plan.label}: cannot write the result · Note: {exc.strerror}", file=sys.stderr)
-            continue
-        written.append(plan.label)
-    return written

@@ -103,23 +103,31 @@ def _require_paddleseg_transforms(names: list[str]) -> None:
 
 
 def preprocess_cpu(image_bgr: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """CHW float32 model input, computed as PaddleSeg computes it (the reference for the GPU kernel)."""
+    """CHW float32 model input, computed as PaddleSeg computes it (the reference for the GPU kernel).
+
+    PaddleSeg swaps BGR to RGB first; the swap is exact and commutes with the per-channel resize and the
+    grey padding, so it happens after them, on the smaller image, with the same values."""
     image = image_bgr.astype("float32")
-    if spec.to_rgb:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    swap = spec.to_rgb
     for t in _with_padding(spec):
         if t["type"] == "Resize":
             width, height = t.get("target_size", (512, 512))
             image = cv2.resize(image, (int(width), int(height)), interpolation=_INTERP[t.get("interp", "LINEAR")])
-        elif t["type"] == _PAD:
+            continue
+        if t["type"] == _PAD:
             image = _pad_bottom_right(image, spec)
-        elif t["type"] == "Normalize":
+            continue
+        if swap:
+            image, swap = np.ascontiguousarray(image[:, :, ::-1]), False
+        if t["type"] == "Normalize":
             image = image / 255.0
             image -= np.array(spec.mean)[np.newaxis, np.newaxis, :]
             image /= np.array(spec.std)[np.newaxis, np.newaxis, :]
             image = image.astype("float32")
         else:
             image = _paddleseg_transform(t, image)
+    if swap:
+        image = image[:, :, ::-1]
     if not spec.dynamic_hw and image.shape[:2] != (spec.height, spec.width):
         raise ConfigError(f"preprocessing gives {image.shape[0]}x{image.shape[1]}, the model takes "
                           f"{spec.height}x{spec.width}", hint="add a fixed-size Resize to deploy.yaml")

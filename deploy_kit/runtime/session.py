@@ -9,7 +9,7 @@ so any thread may use it. `HostSession` runs PaddleSeg's CPU arithmetic around a
 from __future__ import annotations
 
 import threading
-from typing import Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -23,8 +23,11 @@ from .gpu_pipeline import GpuPipeline
 class Session(Protocol):
     max_batch: int
 
-    def run(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Label maps for at most `max_batch` images."""
+    def prepare(self, image: np.ndarray) -> Any:
+        """Per-image work that may run on any thread ahead of `run` (the CPU preprocessing)."""
+
+    def run(self, images: Sequence[np.ndarray], prepared: Sequence[Any] | None = None) -> list[np.ndarray]:
+        """Label maps for at most `max_batch` images (`prepared`: what `prepare` gave for each)."""
 
     def close(self) -> None:
         """Releases everything the session opened (idempotent)."""
@@ -34,15 +37,19 @@ class HostSession:
     def __init__(self, executor: HostExecutor, spec: PreprocessSpec, max_batch: int) -> None:
         self.executor, self.spec, self.max_batch = executor, spec, max_batch
 
-    def run(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        if self.spec.dynamic_hw:  # each image at its own size: one at a time
-            for image in images:
-                self.spec.check_size(image.shape[0], image.shape[1])
-            return [self._run([image])[0] for image in images]
-        return self._run(images)
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        if self.spec.dynamic_hw:
+            self.spec.check_size(image.shape[0], image.shape[1])
+        return preprocess_cpu(image, self.spec)
 
-    def _run(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        outputs = self.executor.run(np.stack([preprocess_cpu(image, self.spec) for image in images]))
+    def run(self, images: Sequence[np.ndarray], prepared: Sequence[Any] | None = None) -> list[np.ndarray]:
+        inputs = list(prepared) if prepared is not None else [self.prepare(image) for image in images]
+        if self.spec.dynamic_hw:  # each image at its own size: one at a time
+            return [self._run([image], [tensor])[0] for image, tensor in zip(images, inputs)]
+        return self._run(images, inputs)
+
+    def _run(self, images: Sequence[np.ndarray], inputs: list[np.ndarray]) -> list[np.ndarray]:
+        outputs = self.executor.run(np.stack(inputs))
         return [postprocess_cpu(output, (image.shape[0], image.shape[1]), self.spec.dynamic_hw)
                 for output, image in zip(outputs, images)]
 
@@ -67,7 +74,10 @@ class GpuSession:
             self.close()  # what was opened before the failure is released now, not at garbage collection
             raise
 
-    def run(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def prepare(self, image: np.ndarray) -> None:
+        """Nothing ahead: the GPU pipeline preprocesses on the device."""
+
+    def run(self, images: Sequence[np.ndarray], prepared: Sequence[Any] | None = None) -> list[np.ndarray]:
         with self._lock:
             if self.pipeline is None:
                 raise RuntimeError("the GPU session is closed")

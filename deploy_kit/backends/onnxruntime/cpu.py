@@ -20,6 +20,9 @@ def quiet_session_options():  # type: ignore[no-untyped-def]
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    # Decode and write threads share the cores with inference: idle ORT threads must sleep, not spin.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return options
 
 

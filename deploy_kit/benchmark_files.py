@@ -1,0 +1,84 @@
+"""The benchmark's "from files" rows: the real `infer` pipeline from image files on disk to label PNGs on
+disk (decode pool, batches, writer pool), images/s and GPU utilisation for each batch size, next to the
+engine alone; and the latency of one image from its JPEG bytes to its label map in host memory."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .files import segment_files
+from .images import collect_inputs, plan_outputs
+from .segmenter import Segmenter
+
+
+class GpuUtilization:
+    """Samples `nvidia-smi`'s utilization.gpu every 100 ms while open; mean and samples, or None."""
+
+    def __init__(self, device: int) -> None:
+        self.device, self.samples = device, list[float]()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        command = ["nvidia-smi", f"--id={self.device}", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"]
+        while not self._stop.wait(0.1):
+            try:
+                self.samples.append(float(subprocess.run(command, capture_output=True, text=True, timeout=2).stdout))
+            except (OSError, ValueError, subprocess.TimeoutExpired):
+                return  # no nvidia-smi here: no utilisation to report
+
+    def __enter__(self) -> GpuUtilization:
+        if shutil.which("nvidia-smi"):
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    @property
+    def mean(self) -> float | None:
+        return float(np.mean(self.samples)) if self.samples else None
+
+
+def from_files(model: Path, folder: Path, batches: tuple[int, ...], backend: str, overlay: bool = False,
+               workers: int | None = None, device: int = 0) -> list[dict[str, Any]]:
+    """One row per batch size: images/s of `infer` from `folder`'s files into a scratch folder."""
+    rows = []
+    inputs, _ = collect_inputs([str(folder)])
+    for batch in batches:
+        with Segmenter(model, backend=backend, device=device, max_batch=batch) as segmenter, \
+                tempfile.TemporaryDirectory(prefix="deploy-kit-bench-") as scratch:
+            plans, _, _ = plan_outputs(inputs, Path(scratch))
+            segment_files(segmenter, plans[:2 * batch], overlay, workers=workers)  # warm-up: kernels, graphs
+            with GpuUtilization(device) as utilization:
+                report = segment_files(segmenter, plans, overlay, workers=workers)
+            rows.append({"batch": batch, "overlay": overlay, "images": len(report.written),
+                         "failed": len(report.failed), "images_per_s": len(report.written) / report.seconds,
+                         "gpu_utilization_percent": utilization.mean, "backend": segmenter.backend})
+    return rows
+
+
+def jpeg_to_labels_ms(model: Path, jpeg: bytes, backend: str, iterations: int = 30,
+                      device: int = 0) -> dict[str, float]:
+    """Latency of one image from JPEG bytes to the label map in host memory (decode + predict)."""
+    samples = []
+    with Segmenter(model, backend=backend, device=device, max_batch=1) as segmenter:
+        for index in range(iterations + 3):
+            started = time.perf_counter()
+            image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+            segmenter.predict(image)
+            if index >= 3:
+                samples.append((time.perf_counter() - started) * 1000)
+    return {"mean": float(np.mean(samples)), "p50": float(np.percentile(samples, 50)),
+            "p99": float(np.percentile(samples, 99))}

@@ -1,0 +1,86 @@
+"""Segmenting image files into label PNGs (and overlays): the stream of `Segmenter.stream` feeding a
+bounded pool of writer threads, so decoding, inference and encoding all run at once. Used by
+`deploy-kit infer` and by the benchmark's from-files row.
+
+Every output is written atomically; an output is reported only once its file is complete, so Ctrl-C
+leaves every reported output whole and no partial one.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import DeployKitError
+from .images import DEFAULT_MAX_PIXELS, OutputPlan, read_image, write_label_png, write_overlay
+from .segmenter import Segmenter, default_workers
+
+
+@dataclass
+class FilesReport:
+    written: list[Path] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # one error line each
+    seconds: float = 0.0
+
+
+def segment_files(segmenter: Segmenter, plans: list[OutputPlan], overlay: bool = False,
+                  max_pixels: int = DEFAULT_MAX_PIXELS, workers: int | None = None,
+                  on_error: Callable[[str], None] = lambda line: None,
+                  on_done: Callable[[int], None] = lambda count: None) -> FilesReport:
+    """Segments every plan's image and writes its outputs; errors are reported per image and the rest
+    go on. `on_done` gets the number of images finished so far (written or failed)."""
+    report = FilesReport()
+    threads = workers or default_workers()
+    writing: collections.deque[tuple[OutputPlan, Future[None]]] = collections.deque()
+    writers = ThreadPoolExecutor(threads, thread_name_prefix="deploy-kit-write")
+    started = time.perf_counter()
+
+    def fail(line: str) -> None:
+        report.failed.append(line)
+        on_error(line)
+        on_done(len(report.written) + len(report.failed))
+
+    def finish_oldest() -> None:
+        plan, future = writing.popleft()
+        try:
+            future.result()
+        except OSError as exc:
+            fail(f"{plan.label}: cannot write the result · Note: {exc.strerror}")
+            return
+        report.written.append(plan.label)
+        on_done(len(report.written) + len(report.failed))
+
+    try:
+        items = segmenter.stream(plans, decode=lambda plan: read_image(plan.image, max_pixels), workers=threads,
+                                 keep_images=overlay)
+        for item in items:
+            if item.error is not None:
+                fail(_error_line(item.source.image, item.error))
+                continue
+            assert item.labels is not None
+            writing.append((item.source, writers.submit(_write, item.source, item.labels, item.image)))
+            while len(writing) > 2 * threads or (writing and writing[0][1].done()):
+                finish_oldest()
+        while writing:
+            finish_oldest()
+    finally:
+        writers.shutdown(wait=True, cancel_futures=True)  # writes under way finish; queued ones never start
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _write(plan: OutputPlan, labels: np.ndarray, image: np.ndarray | None) -> None:
+    write_label_png(plan.label, labels)
+    if image is not None:
+        write_overlay(plan.overlay, image, labels)
+
+
+def _error_line(path: Path, error: DeployKitError) -> str:
+    line = error.one_line()
+    return line if str(path) in line else f"{path}: {line}"

@@ -1,0 +1,87 @@
+"""The streaming pipeline behind `infer`: same labels as `predict`, input order kept, one bad input is
+that input's error only, bounded read-ahead, and Ctrl-C leaves only whole outputs (exit 130)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deploy_kit import Segmenter
+from deploy_kit.cli import main
+from deploy_kit.errors import InputImageError
+from deploy_kit.runtime.stream import stream
+
+from .conftest import PHOTOS
+
+
+@pytest.fixture(scope="module")
+def onnx_model(paddle_model, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("stream_model")
+    assert main(["convert", str(paddle_model("argmax")), "-o", str(out), "--onnx-only"]) == 0
+    return out
+
+
+def test_stream_gives_predicts_labels_in_input_order_with_errors_in_place(onnx_model, tmp_path, photos):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(PHOTOS[0].read_bytes()[:3000])
+    sources = [PHOTOS[0], broken, *PHOTOS[1:], photos[2], np.zeros((5, 5), np.uint8)]
+    with Segmenter(onnx_model, backend="onnxruntime-cpu", max_batch=2) as segmenter:
+        items = list(segmenter.stream(sources, workers=3))
+        want = segmenter.predict(photos)
+    assert [item.source is source for item, source in zip(items, sources)] == [True] * len(sources)
+    assert isinstance(items[1].error, InputImageError) and "truncated" in items[1].error.one_line()
+    assert "shape (5, 5)" in items[-1].error.one_line()
+    labels = [items[0].labels] + [item.labels for item in items[2:-1]]
+    for got, expected in zip(labels, want + [want[2]]):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_read_ahead_is_bounded():
+    started: list[int] = []
+    lock = threading.Lock()
+
+    def decode(index: int) -> np.ndarray:
+        with lock:
+            started.append(index)
+        return np.full((4, 4, 3), index % 250, np.uint8)
+
+    items = stream(iter(range(10_000)), decode, lambda images: [im[:, :, 0] for im in images], batch=4, workers=3)
+    first = next(items)
+    assert first.labels is not None and first.labels[0, 0] == 0
+    time.sleep(0.2)
+    assert len(started) <= 2 * 4 + 3 + 4  # the window, refilled once while the first batch ran
+    items.close()
+
+
+def test_interrupted_infer_leaves_only_whole_outputs(onnx_model, tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for index in range(150):
+        shutil.copy(PHOTOS[index % len(PHOTOS)], folder / f"{index:03d}.jpg")
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "deploy_kit", "infer", str(folder), "-o", str(out), "--model",
+                                str(onnx_model), "--backend", "onnxruntime-cpu", "--overlay"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(out.glob("*.png"))) < 3:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    written = sorted(out.glob("*.png"))
+    assert 3 <= len(written) < 150
+    for label in written:
+        with Image.open(label) as image:
+            image.load()  # a partial PNG fails here
+    assert not [p for p in os.listdir(out) if ".tmp" in p]
