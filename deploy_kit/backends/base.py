@@ -32,6 +32,7 @@ class DeviceExecutor(abc.ABC):
     input: TensorSpec
     output: TensorSpec
     capturable = False  # whether enqueue() may be captured into a CUDA graph
+    captures_itself = False  # whether the executor captures and replays its own CUDA graphs
 
     def output_shape(self, batch: int) -> tuple[int, ...]:
         return (batch, *self.output.shape[1:])

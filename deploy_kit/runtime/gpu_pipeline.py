@@ -67,11 +67,11 @@ class GpuPipeline:
 
     def __init__(self, executor: DeviceExecutor, spec: PreprocessSpec, context: CudaContext, stream: Stream,
                  max_batch: int, cuda_graph: bool = False) -> None:
-        if cuda_graph and not executor.capturable:
+        if cuda_graph and not (executor.capturable or executor.captures_itself):
             raise ConfigError(f"the {executor.name} executor cannot be captured into a CUDA graph",
                               hint="drop --cuda-graph, or use the TensorRT backend")
         self.executor, self.spec, self.context, self.stream = executor, spec, context, stream
-        self.cuda_graph = cuda_graph
+        self.cuda_graph = cuda_graph and not executor.captures_itself  # ours would wrap the executor's own
         self._graphs: dict[int, CudaGraph] = {}
         self.max_batch = max_batch
         cache = cache_root() / "kernels"

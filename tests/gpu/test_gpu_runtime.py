@@ -119,40 +119,18 @@ def test_cuda_graph_replays_captured_work(cuda, photos):
         pipeline.close()
 
 
-def test_cuda_graph_refused_for_onnxruntime(gpu, gpu_model):
-    from deploy_kit.errors import ConfigError
+def test_onnxruntime_replays_static_batch_cuda_graphs(gpu, gpu_model, photos):
+    """One static-batch session per batch size, each replaying its own CUDA graph; --cuda-graph is
+    accepted (it has nothing to add) and the labels are those of the CPU path."""
     from deploy_kit.backends.onnxruntime.cuda import cuda_provider_available
 
     if not cuda_provider_available():
         pytest.skip("needs onnxruntime-gpu with a working CUDA provider")
-    with pytest.raises(ConfigError, match="CUDA graph"):
-        Segmenter(gpu_model, backend="onnxruntime-cuda", cuda_graph=True)
-
-
-def test_kernels_run_from_a_thread_that_did_not_create_the_context(cuda, photos):
-    """A server worker or pipeline stage calls in from its own thread: the pipeline makes its context current."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    pipeline = GpuPipeline(ShapesOnly(np.float32, np.float32, (5, 256, 512)), SPEC, *cuda, max_batch=1)
-    try:
-        here = pipeline.preprocess_only(photos[:1])
-        with ThreadPoolExecutor(1) as pool:
-            there = pool.submit(pipeline.preprocess_only, photos[:1]).result()
-    finally:
-        pipeline.close()
-    np.testing.assert_array_equal(here, there)
-
-
-def test_segmenter_predicts_from_several_threads(gpu, gpu_model, photos):
-    from concurrent.futures import ThreadPoolExecutor
-
-    from deploy_kit.backends.onnxruntime.cuda import cuda_provider_available
-
-    if not cuda_provider_available():
-        pytest.skip("needs onnxruntime-gpu with a working CUDA provider")
-    with Segmenter(gpu_model, backend="onnxruntime-cuda", max_batch=1) as segmenter:
-        want = segmenter.predict(photos)  # batch 1 both ways: cuDNN may pick other algorithms per batch size
-        with ThreadPoolExecutor(3) as pool:
-            got = list(pool.map(lambda photo: segmenter.predict([photo])[0], photos))
-    for a, b in zip(want, got):
-        np.testing.assert_array_equal(a, b)
+    with Segmenter(gpu_model, backend="onnxruntime-cuda", max_batch=2, cuda_graph=True) as on_gpu:
+        gpu_labels = on_gpu.predict(photos) + on_gpu.predict(photos)  # later runs replay the graphs
+        executor = on_gpu.pipeline.executor
+        assert sorted(executor.graph_replays) == [1, 2] and all(executor.graph_replays.values())
+    with Segmenter(gpu_model, backend="onnxruntime-cpu", max_batch=2) as on_cpu:
+        cpu_labels = on_cpu.predict(photos) * 2
+    agreement = np.mean(np.concatenate([(a == b).ravel() for a, b in zip(gpu_labels, cpu_labels)]))
+    assert agreement >= 0.999, agreement

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from ...artifact import Artifact
 from ...machine import GpuInfo
@@ -29,6 +30,13 @@ def quiet_session_options():  # type: ignore[no-untyped-def]
 def tensor_spec(arg) -> TensorSpec:  # type: ignore[no-untyped-def]
     shape = tuple(d if isinstance(d, int) else -1 for d in arg.shape)
     return TensorSpec(arg.name, np.dtype(_ORT_TYPES[arg.type]), shape)
+
+
+def onnx_tensor_spec(value: onnx.ValueInfoProto) -> TensorSpec:
+    """The spec of a graph input or output, read from the ONNX graph (-1 where a dim is symbolic)."""
+    tensor = value.type.tensor_type
+    dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim)
+    return TensorSpec(value.name, np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)), dims)
 
 
 class OnnxRuntimeCpuExecutor(HostExecutor):
