@@ -17,6 +17,7 @@ from .fileio import sha256_file, write_json_atomic
 
 PRECISIONS = ("fp32", "fp16", "int8")
 ONNX_NAME, REPORT_NAME, ACCURACY_NAME = "model.onnx", "convert.json", "accuracy.json"
+ENGINE_NAMES = {"tensorrt": "model.engine", "tensorrt_rtx": "model.rtx.engine"}  # per TensorRT flavour
 _GRAPH_NAMES = {"fp32": "model.opt.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
 
 

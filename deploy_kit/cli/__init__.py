@@ -12,9 +12,10 @@ from typing import Sequence
 
 from ..errors import EXIT_BROKEN_PIPE, EXIT_BUG, EXIT_INTERRUPTED, EXIT_OK, DeployKitError
 from ..version import __version__
-from . import benchmark, convert, doctor, eval, infer
+from . import benchmark, convert, doctor, eval, export_triton, infer, serve
 
-COMMANDS = {"convert": convert, "infer": infer, "eval": eval, "doctor": doctor, "benchmark": benchmark}
+COMMANDS = {"convert": convert, "infer": infer, "eval": eval, "doctor": doctor, "benchmark": benchmark,
+            "serve": serve, "export-triton": export_triton}
 DESCRIPTION = """Take a PaddleSeg segmentation model to a fast, correct TensorRT deployment.
 
   deploy-kit convert [MODEL] -o build/          PaddleSeg export -> ONNX -> TensorRT engine + metadata
@@ -22,6 +23,8 @@ DESCRIPTION = """Take a PaddleSeg segmentation model to a fast, correct TensorRT
   deploy-kit eval IMAGES LABELS --model build/  mIoU and pixel accuracy
   deploy-kit doctor [--model build/]            what runs on this machine, and how to fix what does not
   deploy-kit benchmark --model build/           where the time goes, engine-only against end-to-end
+  deploy-kit serve --model build/               Triton Inference Server (PyTriton): HTTP, gRPC, metrics
+  deploy-kit export-triton -o model_repository/ a Triton model repository for the NGC container
 
 Without MODEL / --model the shipped demo model (PP-LiteSeg-T, synthetic street scenes) is used."""
 EPILOG = ("exit codes: 0 done; 1 some inputs failed (each has its error line); 2 bad option or model; "

@@ -11,6 +11,8 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...artifact import ENGINE_NAMES
+
 # Each flavour's module, then its bindings module: the wheels of the bindings alone (as on machines
 # that install them without the meta-package) expose the same API under that name.
 FLAVORS = {"tensorrt": ("tensorrt", "tensorrt_bindings"), "tensorrt_rtx": ("tensorrt_rtx", "tensorrt_rtx_bindings")}
@@ -42,7 +44,7 @@ class TensorRTFeatures:
 
     @property
     def engine_name(self) -> str:
-        return "model.engine" if self.flavor == "tensorrt" else f"model.{self.flavor.split('_')[-1]}.engine"
+        return ENGINE_NAMES[self.flavor]
 
     @property
     def fp16_needs_fp16_graph(self) -> bool:

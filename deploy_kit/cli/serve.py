@@ -1,0 +1,62 @@
+"""Serve a model on Triton Inference Server (in-process, through PyTriton), HTTP, gRPC and metrics.
+
+  deploy-kit serve [--model build/] [--http-port 8000] [--grpc-port 8001] [--metrics-port 8002]
+      [--max-batch 8] [--max-queue-delay-us 2000] [--instances 1] [--backend auto|...] [--address 127.0.0.1]
+
+Requests send `image_bytes` (JPEG/PNG bytes, BYTES [1]) or `image` (uint8 [H, W, 3] BGR) and get
+`labels` (uint8 [H, W]) at the image's size. Needs the `serve` extra (nvidia-pytriton). SIGTERM or Ctrl-C
+stops the server after the requests in flight; the exit code is then 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from pathlib import Path
+
+from ..backends import registry
+from ..errors import EXIT_OK, ConfigError
+from ..images import DEFAULT_MAX_PIXELS
+from ..paddleseg.demo import restore_default_model
+from ..segmenter import Segmenter
+from ..serve.pytriton_server import ServeOptions, serve
+
+DEFAULTS = ServeOptions(Path("."))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, help="convert output or PaddleSeg export (default: the shipped demo model)")
+    parser.add_argument("--name", default=DEFAULTS.name, help="the model's name on the server")
+    parser.add_argument("--backend", default=registry.AUTO, choices=registry.names(), help=registry.HELP)
+    parser.add_argument("--device", type=int, default=DEFAULTS.device, help="CUDA device index")
+    parser.add_argument("--address", default=DEFAULTS.address,
+                        help="address the server listens on; 0.0.0.0 serves other machines")
+    parser.add_argument("--http-port", type=int, default=DEFAULTS.http_port, help="HTTP/REST port")
+    parser.add_argument("--grpc-port", type=int, default=DEFAULTS.grpc_port, help="gRPC port")
+    parser.add_argument("--metrics-port", type=int, default=DEFAULTS.metrics_port, help="Prometheus metrics port")
+    parser.add_argument("--max-batch", type=int, default=DEFAULTS.max_batch, help="largest dynamic batch")
+    parser.add_argument("--max-queue-delay-us", type=int, default=DEFAULTS.max_queue_delay_us,
+                        help="how long a request may wait for others to batch with")
+    parser.add_argument("--instances", type=int, default=DEFAULTS.instances,
+                        help="model instances, each with its own runtime session")
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger images")
+
+
+def run(args: argparse.Namespace) -> int:
+    if importlib.util.find_spec("pytriton") is None:
+        raise ConfigError("serving needs PyTriton", hint="pip install 'deploy-kit[serve]'")
+    if args.max_batch < 1 or args.instances < 1:
+        raise ConfigError("--max-batch and --instances must be 1 or more")
+    options = ServeOptions(args.model or restore_default_model(), args.name, args.backend, args.device, args.address,
+                           args.http_port, args.grpc_port, args.metrics_port, args.max_batch,
+                           args.max_queue_delay_us, args.instances, args.max_pixels)
+
+    def ready(segmenter: Segmenter) -> None:
+        print(f"backend: {segmenter.backend} ({segmenter.choice.reason})")
+        print(f"serving {options.name} on http://{options.address}:{options.http_port} and grpc "
+              f"{options.address}:{options.grpc_port}, metrics on :{options.metrics_port} "
+              "(SIGTERM or Ctrl-C stops)", flush=True)
+
+    serve(options, ready)
+    print("stopped")
+    return EXIT_OK

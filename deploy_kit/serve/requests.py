@@ -1,0 +1,56 @@
+"""Turning one Triton request into images and its labels into a response, shared by the PyTriton server
+and the exported python-backend model: encoded images (JPEG/PNG bytes, `image_bytes`) or uint8 HxWx3
+arrays (`image`); a uint8 label map per image (`labels`), at the image's size."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import cv2
+import numpy as np
+
+from ..errors import InputImageError
+from ..image_header import HeaderError, image_size
+
+IMAGE_BYTES, IMAGE, LABELS = "image_bytes", "image", "labels"
+
+
+def request_images(inputs: Mapping[str, np.ndarray], max_pixels: int) -> list[np.ndarray]:
+    """The BGR uint8 images of one request (a request may carry a batch); InputImageError names the problem."""
+    if IMAGE_BYTES in inputs and IMAGE in inputs:
+        raise InputImageError(f"send either {IMAGE_BYTES} or {IMAGE}, not both")
+    if IMAGE_BYTES in inputs:
+        encoded = inputs[IMAGE_BYTES].reshape(-1)
+        if not encoded.size:
+            raise InputImageError(f"{IMAGE_BYTES} holds no image")
+        return [_decode(item, index, max_pixels) for index, item in enumerate(encoded)]
+    if IMAGE in inputs:
+        images = inputs[IMAGE]
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3 or not images.size:
+            raise InputImageError(f"{IMAGE} must be uint8 [batch, H, W, 3] BGR, got {images.dtype} {list(images.shape)}")
+        if images.shape[1] * images.shape[2] > max_pixels:
+            raise InputImageError(f"image is {images.shape[2]}x{images.shape[1]} pixels, above the limit of {max_pixels:,}")
+        return list(images)
+    raise InputImageError(f"the request has neither {IMAGE_BYTES} nor {IMAGE}")
+
+
+def _decode(item: object, index: int, max_pixels: int) -> np.ndarray:
+    data = bytes(item) if isinstance(item, (bytes, bytearray, np.bytes_)) else bytes(str(item), "latin-1")
+    try:
+        width, height = image_size(data)
+    except HeaderError as exc:
+        raise InputImageError(f"{IMAGE_BYTES}[{index}] is not an image deploy-kit decodes", note=str(exc)) from None
+    if width * height > max_pixels:
+        raise InputImageError(f"{IMAGE_BYTES}[{index}] is {width}x{height} = {width * height:,} pixels, above the "
+                              f"limit of {max_pixels:,}")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise InputImageError(f"{IMAGE_BYTES}[{index}] is a corrupt or truncated image")
+    return image
+
+
+def stacked_labels(labels: list[np.ndarray]) -> np.ndarray:
+    """One request's label maps as [batch, H, W]; a request's images must share their size to stack."""
+    if len({label.shape for label in labels}) > 1:
+        raise InputImageError("the images of one request differ in size; send them in separate requests")
+    return np.stack(labels)

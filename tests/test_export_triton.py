@@ -1,0 +1,131 @@
+"""`deploy-kit export-triton`: every config parses into Triton's ModelConfig (the tensorrt_plan one from a
+real TensorRT-RTX engine's sidecar too), and the tritonserver PyTriton ships loads the exported
+python-backend models and answers with the labels `infer` writes."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deploy_kit.artifact import Artifact
+from deploy_kit.cli import main
+from deploy_kit.paddleseg.preprocess import PreprocessSpec, preprocess_cpu
+from deploy_kit.serve.repository import RepositoryOptions, tensorrt_plan_config, validate_config
+
+from . import tritonserver
+from .conftest import PHOTOS, require
+
+
+@pytest.fixture(scope="module")
+def converted(paddle_model, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("triton_model")
+    assert main(["convert", str(paddle_model("none")), "-o", str(out), "--onnx-only"]) == 0
+    return out
+
+
+def _ports() -> tuple[int, int, int]:
+    sockets = [socket.socket() for _ in range(3)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = tuple(s.getsockname()[1] for s in sockets)
+    for s in sockets:
+        s.close()
+    return ports  # type: ignore[return-value]
+
+
+def test_configs_parse_into_tritons_model_config(converted, tmp_path):
+    require("tritonclient")
+    assert main(["export-triton", "--model", str(converted), "-o", str(tmp_path / "repo"), "--max-batch", "4",
+                 "--instances", "2"]) == 0
+    parsed = {folder.name: validate_config((folder / "config.pbtxt").read_text(), folder.name)
+              for folder in (tmp_path / "repo").iterdir()}
+    assert sorted(parsed) == ["seg", "seg_postprocess", "seg_preprocess"]
+    assert parsed["seg"].backend == "python" and parsed["seg"].max_batch_size == 4
+    assert parsed["seg"].instance_group[0].count == 2 and parsed["seg"].model_warmup[0].batch_size == 1
+    assert list(parsed["seg_preprocess"].output[0].dims) == [3, 256, 512]
+    assert list(parsed["seg_postprocess"].input[0].dims) == [5, 256, 512]
+
+
+def test_tensorrt_plan_config_of_a_real_engine(paddle_model, tmp_path):
+    require("tritonclient", "tensorrt_rtx")
+    assert main(["convert", str(paddle_model("none")), "-o", str(tmp_path / "build")]) == 0
+    meta = json.loads((tmp_path / "build" / "model.rtx.engine.json").read_text())
+    config = validate_config(tensorrt_plan_config(meta, "seg_trt", RepositoryOptions(max_batch=16)), "seg_trt")
+    assert config.platform == "tensorrt_plan" and config.max_batch_size == 8  # the profile's max batch
+    assert dict(config.cc_model_filenames) == {sm: "model.plan" for sm in meta["target_compute_capabilities"]}
+    assert config.input[0].name == meta["inputs"][0]["name"] and list(config.input[0].dims) == [3, 256, 512]
+    assert config.model_warmup[0].inputs[meta["inputs"][0]["name"]].zero_data
+
+
+def test_bundled_tritonserver_answers_like_infer(converted, tmp_path):
+    require("pytriton", "tritonclient")
+    import onnxruntime as ort
+    import tritonclient.http as http
+
+    assert main(["export-triton", "--model", str(converted), "-o", str(tmp_path / "repo"), "--cpu"]) == 0
+    assert main(["infer", *map(str, PHOTOS), "--model", str(converted), "-o", str(tmp_path / "labels"),
+                 "--backend", "onnxruntime-cpu"]) == 0
+    ports = _ports()
+    models = ["seg", "seg_preprocess", "seg_postprocess"]
+    process = tritonserver.start(tmp_path / "repo", tmp_path, ports, models)
+    try:
+        tritonserver.wait_ready(process, ports[0], models, tmp_path / "tritonserver.log")
+        client = http.InferenceServerClient(f"127.0.0.1:{ports[0]}")
+
+        def call(model: str, **inputs: tuple[str, np.ndarray]) -> http.InferResult:
+            requests = []
+            for name, (datatype, array) in inputs.items():
+                requests.append(http.InferInput(name, list(array.shape), datatype))
+                requests[-1].set_data_from_numpy(array)
+            return client.infer(model, requests)
+
+        spec = PreprocessSpec.from_metadata(Artifact.open(converted).preprocessing)
+        session = ort.InferenceSession(str(converted / "model.opt.onnx"), providers=["CPUExecutionProvider"])
+        for photo in PHOTOS:
+            want = np.asarray(Image.open(tmp_path / "labels" / f"{photo.stem}.png"))
+            jpeg = ("BYTES", np.array([[photo.read_bytes()]], dtype=object))
+            np.testing.assert_array_equal(call("seg", image_bytes=jpeg).as_numpy("labels")[0], want)
+            pre = call("seg_preprocess", image_bytes=jpeg)
+            image = np.asarray(Image.open(photo).convert("RGB"))[:, :, ::-1]
+            np.testing.assert_array_equal(pre.as_numpy("input")[0], preprocess_cpu(np.ascontiguousarray(image), spec))
+            scores = session.run(None, {session.get_inputs()[0].name: pre.as_numpy("input")})[0]
+            post = call("seg_postprocess", scores=("FP32", scores), original_hw=("INT32", pre.as_numpy("original_hw")))
+            np.testing.assert_array_equal(post.as_numpy("labels")[0], want)
+        _bad_request_fails_alone(f"127.0.0.1:{ports[0]}", PHOTOS[1].read_bytes())
+        client.close()  # an open keep-alive connection would hold Triton's shutdown until its exit timeout
+    finally:
+        assert tritonserver.stop(process) == 0
+
+
+def _bad_request_fails_alone(url: str, jpeg: bytes) -> None:
+    """A corrupt image gets its own error; good requests sent at the same time are still answered."""
+    import tritonclient.http as http
+    from tritonclient.utils import InferenceServerException
+
+    outcomes: dict[str, object] = {}
+
+    def send(key: str, data: bytes) -> None:
+        client = http.InferenceServerClient(url)  # one per thread: the HTTP client is not thread-safe
+        request = http.InferInput("image_bytes", [1, 1], "BYTES")
+        request.set_data_from_numpy(np.array([[data]], dtype=object))
+        try:
+            outcomes[key] = client.infer("seg", [request]).as_numpy("labels")
+        except InferenceServerException as exc:
+            outcomes[key] = str(exc)
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=send, args=(f"good{i}", jpeg)) for i in range(4)]
+    threads.append(threading.Thread(target=send, args=("bad", jpeg[:300])))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert "corrupt or truncated" in str(outcomes["bad"])
+    assert all(isinstance(outcomes[f"good{i}"], np.ndarray) for i in range(4)), outcomes

@@ -1,0 +1,185 @@
+"""`deploy-kit serve` on a real Triton (the tritonserver PyTriton ships) with a real Paddle-exported
+model on ONNX Runtime CPU: HTTP and gRPC answers equal to `infer`, dynamic batching in Triton's own
+statistics, a bounded load test, bad requests answered with errors, SIGTERM exits 0. The server listens
+on 127.0.0.1 only, on free ports, and is stopped by its PID."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from deploy_kit.cli import main
+
+from .conftest import PHOTOS, require
+
+MAX_PIXELS = 300_000  # above every test photo, below a 600x600 image
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.fixture(scope="module")
+def onnx_model(paddle_model, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("serve_model")
+    assert main(["convert", str(paddle_model("none")), "-o", str(out), "--onnx-only"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(onnx_model, tmp_path_factory):
+    require("pytriton", "tritonclient")
+    http, grpc, metrics = _free_ports(3)
+    log = tmp_path_factory.mktemp("serve") / "server.log"
+    with log.open("w") as handle:
+        process = subprocess.Popen([sys.executable, "-m", "deploy_kit", "serve", "--model", str(onnx_model),
+                                    "--backend", "onnxruntime-cpu", "--address", "127.0.0.1", "--http-port", str(http),
+                                    "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--max-batch", "8",
+                                    "--max-queue-delay-us", "20000", "--max-pixels", str(MAX_PIXELS)],
+                                   stdout=handle, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while not _ready(http):
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        yield {"http": f"127.0.0.1:{http}", "grpc": f"127.0.0.1:{grpc}", "metrics": f"127.0.0.1:{metrics}",
+               "process": process, "log": log}
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait(timeout=30)
+
+
+def _ready(http: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/models/seg/ready", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _http_infer(url: str, jpeg: bytes) -> np.ndarray:
+    import tritonclient.http as http
+
+    request = http.InferInput("image_bytes", [1, 1], "BYTES")
+    request.set_data_from_numpy(np.array([[jpeg]], dtype=object))
+    return http.InferenceServerClient(url).infer("seg", [request]).as_numpy("labels")[0]
+
+
+def test_http_and_grpc_answer_what_infer_writes(server, onnx_model, tmp_path):
+    import tritonclient.grpc as grpc
+
+    assert main(["infer", *map(str, PHOTOS), "--model", str(onnx_model), "-o", str(tmp_path),
+                 "--backend", "onnxruntime-cpu"]) == 0
+    client = grpc.InferenceServerClient(server["grpc"])
+    for photo in PHOTOS:
+        want = np.asarray(Image.open(tmp_path / f"{photo.stem}.png"))
+        np.testing.assert_array_equal(_http_infer(server["http"], photo.read_bytes()), want)
+        image = cv2.imread(str(photo))
+        request = grpc.InferInput("image", [1, *image.shape], "UINT8")
+        request.set_data_from_numpy(image[None])
+        np.testing.assert_array_equal(client.infer("seg", [request]).as_numpy("labels")[0], want)
+
+
+def test_dynamic_batching_shows_in_tritons_statistics(server):
+    jpeg = PHOTOS[1].read_bytes()
+    threads = [threading.Thread(target=_http_infer, args=(server["http"], jpeg)) for _ in range(24)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    metrics = urllib.request.urlopen(f"http://{server['metrics']}/metrics", timeout=5).read().decode()
+    counts = {name: sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                        if line.startswith(name + "{") and 'model="seg"' in line)
+              for name in ("nv_inference_count", "nv_inference_exec_count")}
+    assert 0 < counts["nv_inference_exec_count"] < counts["nv_inference_count"], counts  # requests ran together
+
+
+def test_bounded_load_has_no_failures(server, tmp_path):
+    clients, seconds = 8, float(os.environ.get("DEPLOY_KIT_LOAD_SECONDS", "10"))
+    jpegs = [p.read_bytes() for p in PHOTOS]
+    latencies: list[float] = []
+    failures: list[str] = []
+    stop = time.monotonic() + seconds
+
+    def client(index: int) -> None:
+        count = 0
+        while time.monotonic() < stop and count < 10_000:
+            started = time.perf_counter()
+            try:
+                _http_infer(server["http"], jpegs[(index + count) % len(jpegs)])
+                latencies.append((time.perf_counter() - started) * 1000)
+            except Exception as exc:  # any failure is counted, the load goes on
+                failures.append(str(exc)[:200])
+            count += 1
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=seconds + 120)
+    elapsed = time.monotonic() - started
+    result = {"clients": clients, "seconds": round(elapsed, 2), "requests": len(latencies), "failed": len(failures),
+              "requests_per_s": len(latencies) / elapsed, "p50_ms": float(np.percentile(latencies, 50)),
+              "p99_ms": float(np.percentile(latencies, 99)), "backend": "onnxruntime-cpu",
+              "images": "tests/data/photos (JPEG bytes over HTTP)"}
+    out = Path(os.environ.get("DEPLOY_KIT_RESULTS_DIR", tmp_path))
+    (out / "serve-load.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result))
+    assert failures == [] and len(latencies) >= clients
+
+
+def test_bad_requests_get_errors_and_the_server_goes_on(server):
+    import tritonclient.http as http
+    from tritonclient.utils import InferenceServerException
+
+    client = http.InferenceServerClient(server["http"])
+
+    def fails(name: str, datatype: str, array: np.ndarray) -> str:
+        request = http.InferInput(name, list(array.shape), datatype)
+        request.set_data_from_numpy(array)
+        with pytest.raises(InferenceServerException) as caught:
+            client.infer("seg", [request])
+        return str(caught.value)
+
+    image = cv2.imread(str(PHOTOS[1]))
+    assert "FP32" in fails("image", "FP32", image[None].astype(np.float32))  # wrong dtype
+    assert "image" in fails("image", "UINT8", image[None, :, :, 0])  # wrong rank
+    corrupt = np.array([[PHOTOS[1].read_bytes()[:200]]], dtype=object)
+    assert "not an image deploy-kit decodes" in fails("image_bytes", "BYTES", corrupt) or \
+        "corrupt or truncated" in fails("image_bytes", "BYTES", corrupt)
+    big = cv2.imencode(".png", np.zeros((600, 600, 3), np.uint8))[1].tobytes()
+    assert "above the limit of 300,000" in fails("image_bytes", "BYTES", np.array([[big]], dtype=object))
+    assert fails("image_bytes", "BYTES", np.zeros((0, 1), dtype=object))  # an empty batch
+    np.testing.assert_array_equal(_http_infer(server["http"], PHOTOS[1].read_bytes()).shape, image.shape[:2])
+
+
+def test_sigterm_drains_and_exits_zero(server):
+    process = server["process"]
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+    assert "stopped" in server["log"].read_text()
