@@ -5,7 +5,6 @@ python-backend models and answers with the labels `infer` writes."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from pathlib import Path
 
@@ -27,16 +26,6 @@ def converted(paddle_model, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("triton_model")
     assert main(["convert", str(paddle_model("none")), "-o", str(out), "--onnx-only"]) == 0
     return out
-
-
-def _ports() -> tuple[int, int, int]:
-    sockets = [socket.socket() for _ in range(3)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = tuple(s.getsockname()[1] for s in sockets)
-    for s in sockets:
-        s.close()
-    return ports  # type: ignore[return-value]
 
 
 def test_configs_parse_into_tritons_model_config(converted, tmp_path):
@@ -71,7 +60,7 @@ def test_bundled_tritonserver_answers_like_infer(converted, tmp_path):
     assert main(["export-triton", "--model", str(converted), "-o", str(tmp_path / "repo"), "--cpu"]) == 0
     assert main(["infer", *map(str, PHOTOS), "--model", str(converted), "-o", str(tmp_path / "labels"),
                  "--backend", "onnxruntime-cpu"]) == 0
-    ports = _ports()
+    ports = tritonserver.free_ports()
     models = ["seg", "seg_preprocess", "seg_postprocess"]
     process = tritonserver.start(tmp_path / "repo", tmp_path, ports, models)
     try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,19 +22,10 @@ from PIL import Image
 
 from deploy_kit.cli import main
 
+from . import tritonserver
 from .conftest import PHOTOS, require
 
 MAX_PIXELS = 300_000  # above every test photo, below a 600x600 image
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +38,7 @@ def onnx_model(paddle_model, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server(onnx_model, tmp_path_factory):
     require("pytriton", "tritonclient")
-    http, grpc, metrics = _free_ports(3)
+    http, grpc, metrics = tritonserver.free_ports()
     log = tmp_path_factory.mktemp("serve") / "server.log"
     with log.open("w") as handle:
         process = subprocess.Popen([sys.executable, "-m", "deploy_kit", "serve", "--model", str(onnx_model),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +14,17 @@ import urllib.request
 from pathlib import Path
 
 from deploy_kit.serve.pytriton_server import prepare_python_backend_environment
+
+
+def free_ports(count: int = 3) -> tuple[int, ...]:
+    """Ports nothing listens on now (HTTP, gRPC, metrics), on 127.0.0.1."""
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = tuple(s.getsockname()[1] for s in sockets)
+    for s in sockets:
+        s.close()
+    return ports
 
 
 def start(repository: Path, scratch: Path, ports: tuple[int, int, int], models: list[str]) -> subprocess.Popen:
