@@ -36,10 +36,9 @@ def start(repository: Path, scratch: Path, ports: tuple[int, int, int], models: 
     # 1. the python backend's stub for this Python, beside the backend library
     stub = server / "python_backend_stubs" / f"{sys.version_info.major}.{sys.version_info.minor}" / "triton_python_backend_stub"
     shutil.copy2(stub, backends / "python" / stub.name)
-    # 2. and 3.: this interpreter's libpython and this environment's bin first; plus the wheel's own libs
+    # 2. and 3.: the wheel's own libraries and this interpreter's libpython, this environment's bin first
     prepare_python_backend_environment()
-    libs = Path(pytriton.__file__).parents[1] / "nvidia_pytriton.libs"
-    env = {**os.environ, "LD_LIBRARY_PATH": f"{os.environ['LD_LIBRARY_PATH']}:{libs}"}
+    env = dict(os.environ)
     http, grpc, metrics = ports
     command = [str(server / "bin" / "tritonserver"), f"--model-repository={repository}",
                f"--backend-directory={backends}", "--http-address=127.0.0.1", f"--http-port={http}",

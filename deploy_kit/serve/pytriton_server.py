@@ -103,13 +103,18 @@ def serve(options: ServeOptions, on_ready: Callable[[Segmenter], None] = lambda 
 
 
 def prepare_python_backend_environment() -> None:
-    """What Triton's python-backend stub needs from the environment it inherits (measured with the
-    tritonserver that nvidia-pytriton ships): this interpreter's libpython first on LD_LIBRARY_PATH,
-    else the stub loads another build's and fails ('_thread.RLock' object has no attribute
-    '_recursion_count'); this environment's bin first on PATH, since the stub finds Python through PATH
-    (an interpreter with another numpy answers with empty outputs and no error)."""
-    libdir = sysconfig.get_config_var("LIBDIR") or ""
-    _prepend("LD_LIBRARY_PATH", libdir)
+    """What tritonserver and its python-backend stub need from the environment they inherit (measured
+    with the tritonserver that nvidia-pytriton ships): the wheel's vendored libraries (its CUDA runtime)
+    on LD_LIBRARY_PATH, which PyTriton does not find when installed with `pip --target`; this
+    interpreter's libpython first, else the stub loads another build's and fails ('_thread.RLock' object
+    has no attribute '_recursion_count'); this environment's bin first on PATH, since the stub finds
+    Python through PATH (an interpreter with another numpy answers with empty outputs and no error)."""
+    import pytriton
+
+    vendored = Path(pytriton.__file__).parents[1] / "nvidia_pytriton.libs"
+    if vendored.is_dir():
+        _prepend("LD_LIBRARY_PATH", str(vendored))
+    _prepend("LD_LIBRARY_PATH", sysconfig.get_config_var("LIBDIR") or "")
     _prepend("PATH", str(Path(sys.executable).parent))
 
 
