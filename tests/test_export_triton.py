@@ -15,7 +15,7 @@ from PIL import Image
 from deploy_kit.artifact import Artifact
 from deploy_kit.cli import main
 from deploy_kit.paddleseg.preprocess import PreprocessSpec, preprocess_cpu
-from deploy_kit.serve.repository import RepositoryOptions, tensorrt_plan_config, validate_config
+from deploy_kit.serve.repository import RepositoryOptions, ensemble_config, tensorrt_plan_config, validate_config
 
 from . import tritonserver
 from .conftest import PHOTOS, require
@@ -50,6 +50,11 @@ def test_tensorrt_plan_config_of_a_real_engine(paddle_model, tmp_path):
     assert dict(config.cc_model_filenames) == {sm: "model.plan" for sm in meta["target_compute_capabilities"]}
     assert config.input[0].name == meta["inputs"][0]["name"] and list(config.input[0].dims) == [3, 256, 512]
     assert config.model_warmup[0].inputs[meta["inputs"][0]["name"]].zero_data
+    ensemble = validate_config(ensemble_config(meta, RepositoryOptions()), "seg_ensemble")
+    steps = ensemble.ensemble_scheduling.step
+    assert ensemble.platform == "ensemble" and [s.model_name for s in steps] == ["seg_preprocess", "seg_trt",
+                                                                                 "seg_postprocess"]
+    assert dict(steps[1].input_map) == {meta["inputs"][0]["name"]: "preprocessed"}
 
 
 def test_bundled_tritonserver_answers_like_infer(converted, tmp_path):

@@ -52,7 +52,7 @@ def export_repository(artifact: Artifact, out: Path, options: RepositoryOptions)
     configs = {name: config for name, (config, _) in models.items()}
     if engine is not None:
         configs[f"{options.name}_trt"] = tensorrt_plan_config(engine.meta, f"{options.name}_trt", options)
-        configs[f"{options.name}_ensemble"] = _ensemble_config(engine.meta, options)
+        configs[f"{options.name}_ensemble"] = ensemble_config(engine.meta, options)
     for name, config in configs.items():
         validate_config(config, name)
     for name, config in configs.items():
@@ -182,7 +182,7 @@ model_warmup [ {{ name: "zeros" batch_size: 1
 '''
 
 
-def _ensemble_config(meta: dict[str, Any], options: RepositoryOptions) -> str:
+def ensemble_config(meta: dict[str, Any], options: RepositoryOptions) -> str:
     name, tensor_in, tensor_out = options.name, meta["inputs"][0]["name"], meta["outputs"][0]["name"]
     return f'''name: "{name}_ensemble"
 platform: "ensemble"
