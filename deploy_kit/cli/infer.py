@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 from ..backends import registry
-from ..errors import EXIT_OK, EXIT_SOME_FAILED, DeployKitError, InputImageError
+from ..errors import EXIT_OK, EXIT_SOME_FAILED, DeployKitError
 from ..paddleseg.demo import restore_default_model
 from ..files import segment_files
 from ..images import DEFAULT_MAX_PIXELS, collect_inputs, plan_outputs
