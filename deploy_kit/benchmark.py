@@ -64,7 +64,7 @@ class BatchResult:
     baseline_throughput: float | None = None
 
 
-def _timed(fn: Callable[[], Any], iterations: int, warmup: int) -> list[float]:
+def timed(fn: Callable[[], Any], iterations: int, warmup: int) -> list[float]:
     for _ in range(warmup):
         fn()
     samples = []
@@ -136,7 +136,7 @@ def _bench_batch(segmenter, extra, config: BenchConfig, batch: int) -> BatchResu
     pipeline = segmenter.pipeline
     images = [config.images[i % len(config.images)] for i in range(batch)]
     result = BatchResult(batch)
-    result.stages_ms["decode"] = Summary.of(_timed(
+    result.stages_ms["decode"] = Summary.of(timed(
         lambda: [cv2.imdecode(np.frombuffer(config.encoded[i % len(config.encoded)], np.uint8), cv2.IMREAD_COLOR)
                  for i in range(batch)], max(5, config.iterations // 5), 1))
     stage_samples: dict[str, list[float]] = {k: [] for k in ("upload", "preprocess", "inference", "postprocess", "download")}
@@ -209,7 +209,7 @@ def _baseline_throughput(segmenter, images, config: BenchConfig) -> float:  # ty
         outputs = session.run(None, {name: batch})[0]
         [postprocess_cpu(out, im.shape[:2]) for out, im in zip(outputs, images)]
 
-    samples = _timed(once, max(5, config.iterations // 5), 2)
+    samples = timed(once, max(5, config.iterations // 5), 2)
     return len(images) / (float(np.mean(samples)) / 1000)
 
 
@@ -220,12 +220,12 @@ def run_cpu_benchmark(config: BenchConfig, paddle_model: Path | None) -> dict[st
                    precision=config.precision) as segmenter:
         for batch in config.batches:
             images = [config.images[i % len(config.images)] for i in range(batch)]
-            ort_ms = _timed(lambda: segmenter.predict(images), config.iterations, config.warmup)
+            ort_ms = timed(lambda: segmenter.predict(images), config.iterations, config.warmup)
             entry: dict[str, Any] = {"batch": batch, "onnxruntime_cpu_ms": asdict(Summary.of(ort_ms)),
                                      "onnxruntime_cpu_images_per_s": batch / (np.mean(ort_ms) / 1000)}
             if paddle_model is not None:
                 reference = load_reference(paddle_model)
-                paddle_ms = _timed(lambda: [reference.segment(im) for im in images], config.iterations, config.warmup)
+                paddle_ms = timed(lambda: [reference.segment(im) for im in images], config.iterations, config.warmup)
                 entry["paddle_inference_cpu_ms"] = asdict(Summary.of(paddle_ms))
                 entry["paddle_inference_cpu_images_per_s"] = batch / (np.mean(paddle_ms) / 1000)
             report["batches"].append(entry)

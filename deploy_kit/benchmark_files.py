@@ -8,13 +8,14 @@ import shutil
 import subprocess
 import tempfile
 import threading
-import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
+from .benchmark import Summary, timed
 from .files import segment_files
 from .images import collect_inputs, plan_outputs
 from .segmenter import Segmenter
@@ -72,13 +73,7 @@ def from_files(model: Path, folder: Path, batches: tuple[int, ...], backend: str
 def jpeg_to_labels_ms(model: Path, jpeg: bytes, backend: str, iterations: int = 30,
                       device: int = 0) -> dict[str, float]:
     """Latency of one image from JPEG bytes to the label map in host memory (decode + predict)."""
-    samples = []
     with Segmenter(model, backend=backend, device=device, max_batch=1) as segmenter:
-        for index in range(iterations + 3):
-            started = time.perf_counter()
-            image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-            segmenter.predict(image)
-            if index >= 3:
-                samples.append((time.perf_counter() - started) * 1000)
-    return {"mean": float(np.mean(samples)), "p50": float(np.percentile(samples, 50)),
-            "p99": float(np.percentile(samples, 99))}
+        samples = timed(lambda: segmenter.predict(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)),
+                        iterations, warmup=3)
+    return asdict(Summary.of(samples))
