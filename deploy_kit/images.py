@@ -62,28 +62,32 @@ def expand_inputs(items: list[str]) -> tuple[list[Path], list[InputImageError]]:
     return [image.path for image in found], errors
 
 
-def _read_checked(path: Path, max_pixels: int, what: str = "image") -> tuple[bytes, tuple[int, int]]:
-    """The file's bytes and its header's (width, height), refused before any decoder sees them when the
-    file or the image is larger than `max_pixels` allows or the header is not one we read."""
+def _read_file(path: Path, max_pixels: int, what: str) -> bytes:
+    """The file's bytes, refused unread when it is larger than any image within `max_pixels` can be."""
     try:
         size = path.stat().st_size
         if size > max_pixels * _BYTES_PER_PIXEL + _METADATA_BYTES:
             raise InputImageError(f"file is {size:,} bytes, more than any {what} within the pixel limit",
                                   path=path, hint=f"raise --max-pixels (now {max_pixels:,}) or downscale it")
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise InputImageError("cannot read the file", path=path, note=exc.strerror) from None
+
+
+def _checked_size(data: bytes, source: Path | str, max_pixels: int, what: str) -> tuple[int, int]:
+    """The header's (width, height), refused before any decoder sees the data when the header is not one
+    we read or the image is above `max_pixels`."""
     if not data:
-        raise InputImageError("file is empty", path=path)
+        raise InputImageError(f"the {what} data is empty", path=source)
     try:
         width, height = image_size(data)
     except HeaderError as exc:
-        raise InputImageError(f"not an {what} deploy-kit can decode", path=path, note=str(exc),
+        raise InputImageError(f"not an {what} deploy-kit can decode", path=source, note=str(exc),
                               hint=f"use one of {', '.join(sorted(IMAGE_SUFFIXES))}") from None
     if width * height > max_pixels:
-        raise InputImageError(f"{what} is {width}x{height} = {width * height:,} pixels, above the limit",
-                              path=path, hint=f"raise --max-pixels (now {max_pixels:,}) or downscale it")
-    return data, (width, height)
+        raise InputImageError(f"{what} is {width}x{height} = {width * height:,} pixels, above the limit of "
+                              f"{max_pixels:,}", path=source, hint="raise --max-pixels or downscale it")
+    return width, height
 
 
 def _truncated(data: bytes) -> bool:
@@ -95,18 +99,23 @@ def _truncated(data: bytes) -> bool:
 
 
 def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """BGR uint8 HxWx3, decoded as PaddleSeg's cv2.imread(IMREAD_COLOR) does: grayscale is expanded,
-    alpha dropped, 16-bit scaled to 8-bit, CMYK JPEG converted."""
-    data, _ = _read_checked(path, max_pixels)
+    """BGR uint8 HxWx3 of an image file, decoded as PaddleSeg's cv2.imread(IMREAD_COLOR) does."""
+    return decode_image(_read_file(path, max_pixels, "image"), path, max_pixels)
+
+
+def decode_image(data: bytes, source: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """BGR uint8 HxWx3 of encoded image bytes (`source` names them in errors), as cv2.imread decodes:
+    grayscale is expanded, alpha dropped, 16-bit scaled to 8-bit, CMYK JPEG converted."""
+    _checked_size(data, source, max_pixels, "image")
     if _truncated(data):
-        raise InputImageError("image file is truncated", path=path, hint="re-copy or re-export the image")
+        raise InputImageError("image file is truncated", path=source, hint="re-copy or re-export the image")
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     except cv2.error as exc:
-        raise InputImageError("OpenCV could not decode the image", path=path,
+        raise InputImageError("OpenCV could not decode the image", path=source,
                               note=str(exc).strip().splitlines()[-1]) from None
     if image is None:
-        raise InputImageError("not an image OpenCV can decode", path=path,
+        raise InputImageError("not an image OpenCV can decode", path=source,
                               hint=f"use one of {', '.join(sorted(IMAGE_SUFFIXES))}")
     return image
 
@@ -119,7 +128,8 @@ def read_label(labels: Path, image: Path, max_pixels: int = DEFAULT_MAX_PIXELS) 
     path = labels / f"{image.stem}.png"
     if not path.is_file():
         raise InputImageError("label PNG missing", path=path, hint="labels are PNGs named like their images")
-    data, _ = _read_checked(path, max_pixels, "label image")
+    data = _read_file(path, max_pixels, "label image")
+    _checked_size(data, path, max_pixels, "label image")
     try:
         with Image.open(io.BytesIO(data)) as label:
             if label.mode not in LABEL_MODES:

@@ -159,9 +159,8 @@ def test_bad_requests_get_errors_and_the_server_goes_on(server):
     image = cv2.imread(str(PHOTOS[1]))
     assert "FP32" in fails("image", "FP32", image[None].astype(np.float32))  # wrong dtype
     assert "image" in fails("image", "UINT8", image[None, :, :, 0])  # wrong rank
-    corrupt = np.array([[PHOTOS[1].read_bytes()[:200]]], dtype=object)
-    assert "not an image deploy-kit decodes" in fails("image_bytes", "BYTES", corrupt) or \
-        "corrupt or truncated" in fails("image_bytes", "BYTES", corrupt)
+    corrupt = fails("image_bytes", "BYTES", np.array([[PHOTOS[1].read_bytes()[:200]]], dtype=object))
+    assert "image_bytes[0]: " in corrupt and ("can decode" in corrupt or "truncated" in corrupt)
     big = cv2.imencode(".png", np.zeros((600, 600, 3), np.uint8))[1].tobytes()
     assert "above the limit of 300,000" in fails("image_bytes", "BYTES", np.array([[big]], dtype=object))
     assert fails("image_bytes", "BYTES", np.zeros((0, 1), dtype=object))  # an empty batch

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from typing import Mapping
 
-import cv2
 import numpy as np
 
 from ..errors import InputImageError
-from ..image_header import HeaderError, image_size
+from ..images import decode_image
 
 IMAGE_BYTES, IMAGE, LABELS = "image_bytes", "image", "labels"
 
@@ -36,17 +35,7 @@ def request_images(inputs: Mapping[str, np.ndarray], max_pixels: int) -> list[np
 
 def _decode(item: object, index: int, max_pixels: int) -> np.ndarray:
     data = bytes(item) if isinstance(item, (bytes, bytearray, np.bytes_)) else bytes(str(item), "latin-1")
-    try:
-        width, height = image_size(data)
-    except HeaderError as exc:
-        raise InputImageError(f"{IMAGE_BYTES}[{index}] is not an image deploy-kit decodes", note=str(exc)) from None
-    if width * height > max_pixels:
-        raise InputImageError(f"{IMAGE_BYTES}[{index}] is {width}x{height} = {width * height:,} pixels, above the "
-                              f"limit of {max_pixels:,}")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise InputImageError(f"{IMAGE_BYTES}[{index}] is a corrupt or truncated image")
-    return image
+    return decode_image(data, f"{IMAGE_BYTES}[{index}]", max_pixels)
 
 
 def stacked_labels(labels: list[np.ndarray]) -> np.ndarray:
