@@ -4,6 +4,8 @@ throughput of the GPU pipeline, against a baseline written the way PaddleSeg's d
 
 from __future__ import annotations
 
+import collections
+
 import importlib.util
 import platform
 import subprocess
@@ -33,7 +35,7 @@ class BenchConfig:
     batches: tuple[int, ...] = (1, 4, 8)
     iterations: int = 50
     warmup: int = 10
-    streams: int = 2
+    in_flight: int = 3
     backend: str = "auto"
     baseline: bool = True
     precision: str | None = None  # which converted graph ONNX Runtime runs (default: the converted one)
@@ -59,7 +61,7 @@ class BatchResult:
     stages_ms: dict[str, Summary] = field(default_factory=dict)
     engine_only_ms: Summary | None = None
     end_to_end_ms: Summary | None = None
-    throughput: float = 0.0  # images/s with overlapping streams, decoded images in host memory
+    throughput: float = 0.0  # images/s with batches in flight, decoded images in host memory
     engine_only_throughput: float = 0.0
     baseline_throughput: float | None = None
 
@@ -112,27 +114,20 @@ def run_gpu_benchmark(config: BenchConfig) -> dict[str, Any]:
     results: list[BatchResult] = []
     memory: dict[str, int] = {}
     with Segmenter(config.model, backend=config.backend, max_batch=max(config.batches), precision=config.precision,
-                   cuda_graph=config.cuda_graph) as segmenter:
+                   cuda_graph=config.cuda_graph, in_flight=config.in_flight) as segmenter:
         if segmenter.pipeline is None:
             raise RuntimeError(f"the {segmenter.backend} backend has no GPU pipeline; use run_cpu_benchmark")
         memory["after_load"] = _gpu_used_bytes()
-        extra = [Segmenter(config.model, backend=segmenter.backend, max_batch=max(config.batches),
-                           precision=config.precision, cuda_graph=config.cuda_graph)
-                 for _ in range(config.streams - 1)]
-        try:
-            for batch in config.batches:
-                results.append(_bench_batch(segmenter, extra, config, batch))
-            memory["peak_after_runs"] = _gpu_used_bytes()
-        finally:
-            for other in extra:
-                other.close()
+        for batch in config.batches:
+            results.append(_bench_batch(segmenter, config, batch))
+        memory["peak_after_runs"] = _gpu_used_bytes()
         backend, reason = segmenter.backend, segmenter.choice.reason
     return {"backend": backend, "backend_reason": reason, "precision": config.precision or "as converted",
             "cuda_graph": config.cuda_graph, "gpu_memory_used_bytes": memory,
             "batches": [asdict(r) for r in results]}
 
 
-def _bench_batch(segmenter, extra, config: BenchConfig, batch: int) -> BatchResult:  # type: ignore[no-untyped-def]
+def _bench_batch(segmenter, config: BenchConfig, batch: int) -> BatchResult:  # type: ignore[no-untyped-def]
     pipeline = segmenter.pipeline
     images = [config.images[i % len(config.images)] for i in range(batch)]
     result = BatchResult(batch)
@@ -153,7 +148,7 @@ def _bench_batch(segmenter, extra, config: BenchConfig, batch: int) -> BatchResu
     result.end_to_end_ms = Summary.of(end_to_end)
     result.engine_only_ms = Summary.of(_engine_only(pipeline, batch, config))
     result.engine_only_throughput = batch / (result.engine_only_ms.mean / 1000)
-    result.throughput = _overlapped_throughput([segmenter.pipeline] + [o.pipeline for o in extra], images, config)
+    result.throughput = _overlapped_throughput(segmenter.pipeline, images, config)
     if config.baseline:
         result.baseline_throughput = _baseline_throughput(segmenter, images, config)
     return result
@@ -173,27 +168,20 @@ def _engine_only(pipeline, batch: int, config: BenchConfig) -> list[float]:  # t
     return samples
 
 
-def _overlapped_throughput(pipelines, images, config: BenchConfig) -> float:  # type: ignore[no-untyped-def]
-    """Images/s with one stream per in-flight batch: while one stream computes, the host fills the next."""
-    rounds = config.iterations
-    in_flight: list[Any] = [None] * len(pipelines)
-    for _ in range(2):  # warm-up round on every stream
-        for p in pipelines:
-            p.run(images)
+def _overlapped_throughput(pipeline, images, config: BenchConfig) -> float:  # type: ignore[no-untyped-def]
+    """Images/s with `config.in_flight` batches in flight: while one batch computes, the next uploads."""
+    staged = [pipeline.stage(image) for image in images]  # decode threads stage images in `infer`
+    for _ in range(2):
+        pipeline.result(pipeline.submit(staged))
+    in_flight: collections.deque[Any] = collections.deque()
     start = time.perf_counter()
-    for i in range(rounds):
-        slot = i % len(pipelines)
-        pipeline = pipelines[slot]
-        if in_flight[slot] is not None:
-            pipeline.stream.synchronize()
-            pipeline.collect(images)
-        pipeline.enqueue(images)
-        in_flight[slot] = True
-    for slot, pipeline in enumerate(pipelines):
-        if in_flight[slot] is not None:
-            pipeline.stream.synchronize()
-            pipeline.collect(images)
-    return rounds * len(images) / (time.perf_counter() - start)
+    for _ in range(config.iterations):
+        if len(in_flight) == pipeline.in_flight:
+            pipeline.result(in_flight.popleft())
+        in_flight.append(pipeline.submit(staged))
+    while in_flight:
+        pipeline.result(in_flight.popleft())
+    return config.iterations * len(images) / (time.perf_counter() - start)
 
 
 def _baseline_throughput(segmenter, images, config: BenchConfig) -> float:  # type: ignore[no-untyped-def]
@@ -271,7 +259,7 @@ def _chart(report: dict[str, Any], path: Path) -> Path:
             axes[0].bar(labels, values, bottom=bottom, label=stage)
             bottom += values
         axes[0].set_title("mean time per batch by stage (ms)")
-        series = {"pipeline, overlapped streams": [e["throughput"] for e in entries],
+        series = {"pipeline, batches in flight": [e["throughput"] for e in entries],
                   "engine only": [e["engine_only_throughput"] for e in entries],
                   "PaddleSeg-style baseline": [e.get("baseline_throughput") or 0 for e in entries]}
     else:

@@ -171,6 +171,10 @@ class Stream(_Owned):
     def synchronize(self) -> None:
         check_cuda(self._driver.cuStreamSynchronize(self.handle))
 
+    def wait(self, event: Event) -> None:
+        """Work queued on this stream from now on starts only after `event` (recorded on any stream)."""
+        check_cuda(self._driver.cuStreamWaitEvent(self.handle, event.handle, 0))
+
     def _release(self) -> None:
         check_cuda(self._driver.cuStreamDestroy(self.handle))
 

@@ -81,10 +81,11 @@ class Segmenter:
     """Semantic segmentation of BGR uint8 images with a converted PaddleSeg model."""
 
     def __init__(self, model: Path | str, backend: str = "auto", device: int = 0, max_batch: int = 8,
-                 precision: str | None = None, cuda_graph: bool = False) -> None:
+                 precision: str | None = None, cuda_graph: bool = False, in_flight: int = 3) -> None:
         """`precision` picks the ONNX graph ONNX Runtime runs: by default the converted precision on the
         GPU and FP32 on the CPU (where FP16 is emulated). `cuda_graph` replays inference as a captured
-        CUDA graph (TensorRT only). `device` is the CUDA device every check, rebuild and run uses."""
+        CUDA graph (TensorRT only). `device` is the CUDA device every check, rebuild and run uses.
+        `in_flight`: batches the GPU pipeline holds at once in `stream` (each with its own buffers)."""
         self.model = resolve_model(Path(model), device)
         self.spec = PreprocessSpec.from_metadata(self.model.preprocessing)
         self.choice = choose_backend(self.model, backend, device)
@@ -94,7 +95,7 @@ class Segmenter:
             log.warning("%s: running on the CPU path", why)
             cpu = registry.get("onnxruntime-cpu")
             self.choice = Choice(cpu, cpu.check(self.model, (), device), f"{why}; ONNX Runtime on the CPU")
-        self.max_batch = max_batch
+        self.max_batch, self.in_flight = max_batch, in_flight
         self.session: Session = self._open_session(device, precision, cuda_graph)
 
     def _open_session(self, device: int, precision: str | None, cuda_graph: bool) -> Session:
@@ -105,7 +106,7 @@ class Segmenter:
             return HostSession(backend.open(self.model, request), self.spec, self.max_batch)
         assert isinstance(backend, DeviceBackend)
         return GpuSession(lambda stream: backend.open(self.model, request, stream), self.spec, device,
-                          self.max_batch, cuda_graph)
+                          self.max_batch, cuda_graph, self.in_flight)
 
     def _rebuilt_engine(self, device: int) -> Path:
         backend = self.choice.backend
@@ -146,10 +147,11 @@ class Segmenter:
             image = load(source)
             return Prepared(image, session.prepare(image))
 
-        def run(batch: list[Prepared]) -> list[np.ndarray]:
-            return session.run([p.image for p in batch], [p.tensor for p in batch])
+        def submit(batch: list[Prepared]) -> Callable[[], list[np.ndarray]]:
+            return session.submit([p.image for p in batch], [p.tensor for p in batch])
 
-        items = stream(inputs, load_and_prepare, run, self.max_batch, workers or default_workers(), keep_images)
+        items = stream(inputs, load_and_prepare, submit, self.max_batch, workers or default_workers(), keep_images,
+                       session.in_flight)
         return (StreamItem(i.source, i.labels, i.image.image if i.image is not None else None, i.error) for i in items)
 
     @property

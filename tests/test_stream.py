@@ -55,12 +55,37 @@ def test_read_ahead_is_bounded():
             started.append(index)
         return np.full((4, 4, 3), index % 250, np.uint8)
 
-    items = stream(iter(range(10_000)), decode, lambda images: [im[:, :, 0] for im in images], batch=4, workers=3)
+    items = stream(iter(range(10_000)), decode, lambda images: lambda: [im[:, :, 0] for im in images], batch=4,
+                   workers=3)
     first = next(items)
     assert first.labels is not None and first.labels[0, 0] == 0
     time.sleep(0.2)
     assert len(started) <= 2 * 4 + 3 + 4  # the window, refilled once while the first batch ran
     items.close()
+
+
+def test_batches_in_flight_are_collected_in_order_and_fail_alone():
+    events: list[str] = []
+
+    def submit(images: list[np.ndarray]):
+        first = int(images[0][0, 0, 0])
+        if first == 8:
+            raise InputImageError("this batch cannot start")
+        events.append(f"submit {first}")
+
+        def wait() -> list[np.ndarray]:
+            events.append(f"wait {first}")
+            return [im[:, :, 0] for im in images]
+        return wait
+
+    items = list(stream(iter(range(14)), lambda i: np.full((2, 2, 3), i, np.uint8), submit, batch=2, workers=2,
+                        in_flight=3))
+    assert [int(item.labels[0, 0]) if item.labels is not None else None for item in items] == \
+        [0, 1, 2, 3, 4, 5, 6, 7, None, None, 10, 11, 12, 13]
+    assert all("cannot start" in item.error.one_line() for item in items[8:10])
+    # three batches are started before the first is waited for, and each wait is in input order
+    assert events[:4] == ["submit 0", "submit 2", "submit 4", "wait 0"]
+    assert [e for e in events if e.startswith("wait")] == [f"wait {i}" for i in (0, 2, 4, 6, 10, 12)]
 
 
 def test_interrupted_infer_leaves_only_whole_outputs(onnx_model, tmp_path):

@@ -1,7 +1,7 @@
 """Benchmark a converted model: stage timings, engine-only and end-to-end latency, throughput, baseline.
 
   deploy-kit benchmark --model build/ [--images dir/] [--batch 1,4,8] [--backend ...] [--precision ...]
-      [--iterations N] [--warmup N] [--cuda-graph] [--streams 2] [--out bench-results/]
+      [--iterations N] [--warmup N] [--cuda-graph] [--in-flight 3] [--out bench-results/]
 
 Without --images it uses generated 1024x2048 street scenes. On a machine without a GPU it compares
 ONNX Runtime CPU with Paddle Inference CPU on the same model. Writes JSON, CSV and a PNG chart.
@@ -38,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cuda-graph", action="store_true", help="replay inference as a CUDA graph (TensorRT)")
     parser.add_argument("--iterations", type=int, default=50, help="timed runs per measurement")
     parser.add_argument("--warmup", type=int, default=10, help="untimed runs before each measurement")
-    parser.add_argument("--streams", type=int, default=2, help="CUDA streams in flight for the throughput run")
+    parser.add_argument("--in-flight", type=int, default=3,
+                        help="batches in flight for the throughput run, each with its own buffers")
     parser.add_argument("--no-baseline", action="store_true", help="skip the PaddleSeg-style CPU baseline")
     parser.add_argument("--paddle-model", type=Path, help="PaddleSeg export for the CPU comparison "
                         "(default: the folder convert.json names)")
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"bad --batch {args.batch!r}", hint="give sizes like 1,4,8") from None
     encoded = _images(args.images)
     images = [cv2.imdecode(np.frombuffer(e, np.uint8), cv2.IMREAD_COLOR) for e in encoded]
-    config = BenchConfig(args.model, images, encoded, batches, args.iterations, args.warmup, args.streams,
+    config = BenchConfig(args.model, images, encoded, batches, args.iterations, args.warmup, args.in_flight,
                          args.backend, not args.no_baseline, args.precision, args.cuda_graph)
     report = {"machine": machine_info(), "model": str(args.model), "model_name": args.model.name,
               "image_hw": list(images[0].shape[:2])}

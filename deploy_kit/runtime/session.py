@@ -2,8 +2,8 @@
 images to uint8 label maps at the images' sizes and owns everything it opened.
 
 `GpuSession` owns a CUDA context, a stream, the device executor and the GPU pipeline, released in that
-reverse order; it serializes callers with a lock and makes its context current on the calling thread,
-so any thread may use it. `HostSession` runs PaddleSeg's CPU arithmetic around a host executor.
+reverse order; the pipeline makes its context current on the calling thread and queues one batch at a
+time, so any thread may use it, and holds several batches in flight. `HostSession` runs PaddleSeg's CPU arithmetic around a host executor.
 """
 
 from __future__ import annotations
@@ -17,23 +17,33 @@ from ..backends.base import DeviceExecutor, HostExecutor
 from ..cuda import CudaContext, Stream
 from ..paddleseg.postprocess import postprocess_cpu
 from ..paddleseg.preprocess import PreprocessSpec, preprocess_cpu
-from .gpu_pipeline import GpuPipeline
+from .gpu_pipeline import GpuPipeline, StagedImage
+
+
+Pending = Callable[[], list[np.ndarray]]  # waits for a submitted batch and gives its label maps
 
 
 class Session(Protocol):
     max_batch: int
+    in_flight: int  # batches that may be submitted before the oldest is collected
 
     def prepare(self, image: np.ndarray) -> Any:
-        """Per-image work that may run on any thread ahead of `run` (the CPU preprocessing)."""
+        """Per-image work that may run on any thread ahead of `submit` (CPU preprocessing, pinned staging)."""
+
+    def submit(self, images: Sequence[np.ndarray], prepared: Sequence[Any] | None = None) -> Pending:
+        """Starts at most `max_batch` images (`prepared`: what `prepare` gave for each); the returned
+        callable waits for their label maps."""
 
     def run(self, images: Sequence[np.ndarray], prepared: Sequence[Any] | None = None) -> list[np.ndarray]:
-        """Label maps for at most `max_batch` images (`prepared`: what `prepare` gave for each)."""
+        """Label maps for at most `max_batch` images: `submit` and wait."""
 
     def close(self) -> None:
         """Releases everything the session opened (idempotent)."""
 
 
 class HostSession:
+    in_flight = 1  # ONNX Runtime on the CPU already uses every core for one batch
+
     def __init__(self, executor: HostExecutor, spec: PreprocessSpec, max_batch: int) -> None:
         self.executor, self.spec, self.max_batch = executor, spec, max_batch
 
@@ -41,6 +51,10 @@ class HostSession:
         if self.spec.dynamic_hw:
             self.spec.check_size(image.shape[0], image.shape[1])
         return preprocess_cpu(image, self.spec)
+
+    def submit(self, images: Sequence[np.ndarray], prepared: Sequence[Any] | None = None) -> Pending:
+        labels = self.run(images, prepared)
+        return lambda: labels
 
     def run(self, images: Sequence[np.ndarray], prepared: Sequence[Any] | None = None) -> list[np.ndarray]:
         inputs = list(prepared) if prepared is not None else [self.prepare(image) for image in images]
@@ -59,8 +73,8 @@ class HostSession:
 
 class GpuSession:
     def __init__(self, open_executor: Callable[[Stream], DeviceExecutor], spec: PreprocessSpec, device: int,
-                 max_batch: int, cuda_graph: bool = False) -> None:
-        self.max_batch = max_batch
+                 max_batch: int, cuda_graph: bool = False, in_flight: int = 3) -> None:
+        self.max_batch, self.in_flight = max_batch, in_flight
         self._lock = threading.Lock()
         self.context = CudaContext(device)
         self.stream: Stream | None = None
@@ -69,19 +83,30 @@ class GpuSession:
         try:
             self.stream = Stream()
             self.executor = open_executor(self.stream)
-            self.pipeline = GpuPipeline(self.executor, spec, self.context, self.stream, max_batch, cuda_graph)
+            self.pipeline = GpuPipeline(self.executor, spec, self.context, self.stream, max_batch, cuda_graph,
+                                        in_flight)
         except BaseException:
             self.close()  # what was opened before the failure is released now, not at garbage collection
             raise
 
-    def prepare(self, image: np.ndarray) -> None:
-        """Nothing ahead: the GPU pipeline preprocesses on the device."""
+    def prepare(self, image: np.ndarray) -> StagedImage:
+        """The image copied into pinned memory, so the batch's upload is one asynchronous copy each."""
+        return self._open_pipeline().stage(image)
+
+    def submit(self, images: Sequence[np.ndarray], prepared: Sequence[Any] | None = None) -> Pending:
+        pipeline = self._open_pipeline()
+        staged = list(prepared) if prepared is not None else [pipeline.stage(image) for image in images]
+        slot = pipeline.submit(staged)
+        return lambda: pipeline.result(slot)
 
     def run(self, images: Sequence[np.ndarray], prepared: Sequence[Any] | None = None) -> list[np.ndarray]:
+        return self.submit(images, prepared)()
+
+    def _open_pipeline(self) -> GpuPipeline:
         with self._lock:
             if self.pipeline is None:
                 raise RuntimeError("the GPU session is closed")
-            return self.pipeline.run(images)
+            return self.pipeline
 
     def close(self) -> None:
         with self._lock:

@@ -1,6 +1,7 @@
 """Streaming segmentation: a pool of decode threads works ahead of the inference thread, which takes
-decoded images in input order, runs them in batches, and yields each item's labels (or its error) in
-input order. The window of images decoded ahead is bounded, so memory stays bounded on any input.
+decoded images in input order, submits them in batches (several in flight when the session allows, so
+the GPU starts a batch while the previous one is collected), and yields each item's labels (or its
+error) in input order. The window of images decoded ahead is bounded, so memory stays bounded on any input.
 
 OpenCV's decoders and ONNX Runtime release the GIL, so decoding on the CPU overlaps inference.
 """
@@ -18,7 +19,7 @@ from ..errors import DeployKitError
 
 Source = TypeVar("Source")
 Decode = Callable[[Source], Any]  # the source decoded (an image, or an image and what was prepared from it)
-RunBatch = Callable[[list[Any]], list[np.ndarray]]
+Submit = Callable[[list[Any]], Callable[[], list[np.ndarray]]]  # starts a batch; the callable waits for its labels
 
 
 @dataclass(frozen=True)
@@ -31,15 +32,17 @@ class StreamItem(Generic[Source]):
     error: DeployKitError | None = None
 
 
-def stream(sources: Iterable[Source], decode: Decode[Source], run: RunBatch, batch: int, workers: int,
-           keep_images: bool = False) -> Iterator[StreamItem[Source]]:
-    """Decodes `sources` on `workers` threads ahead of `run`, which gets batches of at most `batch`
-    decoded images; yields every source's outcome in input order. Stopping the iteration (or Ctrl-C)
-    cancels what was not started and waits for the decodes under way."""
+def stream(sources: Iterable[Source], decode: Decode[Source], submit: Submit, batch: int, workers: int,
+           keep_images: bool = False, in_flight: int = 1) -> Iterator[StreamItem[Source]]:
+    """Decodes `sources` on `workers` threads ahead of `submit`, which gets batches of at most `batch`
+    decoded images, at most `in_flight` of them not yet collected; yields every source's outcome in
+    input order. Stopping the iteration (or Ctrl-C) cancels what was not started and waits for the
+    decodes under way."""
     pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="deploy-kit-decode")
     pending: collections.deque[tuple[Source, Future[Any]]] = collections.deque()
+    flying: collections.deque[tuple[list[StreamItem[Source]], Callable[[], list[np.ndarray]]]] = collections.deque()
     upcoming = iter(sources)
-    window = 2 * batch + max(1, workers)  # decoded images held at most: the next batches' worth
+    window = (in_flight + 1) * batch + max(1, workers)  # decoded images held at most: the next batches' worth
 
     def fill() -> None:
         while len(pending) < window:
@@ -50,9 +53,12 @@ def stream(sources: Iterable[Source], decode: Decode[Source], run: RunBatch, bat
 
     try:
         fill()
-        while pending:
-            ready = _next_batch(pending, batch, fill)
-            yield from _run_batch(ready, run, keep_images)
+        while pending or flying:
+            if pending:
+                ready = _next_batch(pending, batch, fill)
+                flying.append((ready, _submitted(ready, submit)))
+            if len(flying) >= max(1, in_flight) or not pending:
+                yield from _collected(*flying.popleft(), keep_images)
     finally:
         for _, future in pending:
             future.cancel()
@@ -78,10 +84,25 @@ def _next_batch(pending: collections.deque[tuple[Source, Future[Any]]], batch: i
     return ready
 
 
-def _run_batch(ready: list[StreamItem[Source]], run: RunBatch, keep_images: bool) -> Iterator[StreamItem[Source]]:
+def _submitted(ready: list[StreamItem[Source]], submit: Submit) -> Callable[[], list[np.ndarray]]:
+    """The batch's decoded images started; a batch that cannot start fails when it is collected."""
     images = [item.image for item in ready if item.image is not None]
+    if not images:
+        return list
     try:
-        labels = iter(run(images)) if images else iter(())
+        return submit(images)
+    except DeployKitError as exc:
+        error = exc  # `exc` itself is unbound when the except block ends
+
+        def failed() -> list[np.ndarray]:
+            raise error
+        return failed
+
+
+def _collected(ready: list[StreamItem[Source]], wait: Callable[[], list[np.ndarray]],
+               keep_images: bool) -> Iterator[StreamItem[Source]]:
+    try:
+        labels = iter(wait())
         failure = None
     except DeployKitError as exc:  # the batch failed as a whole: each of its images says so
         labels, failure = iter(()), exc

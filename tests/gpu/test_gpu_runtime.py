@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploy_kit.cuda import CudaContext, Stream
-from deploy_kit.backends.base import DeviceExecutor, TensorSpec
-from deploy_kit.runtime.gpu_pipeline import GpuPipeline
+from deploy_kit.runtime.prepost import GpuPrePost
 from deploy_kit.paddleseg.postprocess import postprocess_cpu
 from deploy_kit.paddleseg.preprocess import PreprocessSpec, preprocess_cpu
 from deploy_kit import Segmenter
@@ -18,34 +16,17 @@ SPEC = PreprocessSpec(256, 512, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), Tr
 SIZES = [(256, 512), (37, 1000), (300, 451), (1024, 2048), (7, 5), (128, 256)]
 
 
-class ShapesOnly(DeviceExecutor):
-    """An executor that only declares tensor types, to exercise the kernels around it."""
-
-    name = "shapes-only"
-
-    def __init__(self, input_dtype, output_dtype, output_shape) -> None:
-        self.input = TensorSpec("x", np.dtype(input_dtype), (-1, 3, 256, 512))
-        self.output = TensorSpec("y", np.dtype(output_dtype), (-1, *output_shape))
-
-    def enqueue(self, input_ptr, output_ptr, batch, stream) -> None:
-        raise AssertionError("kernel tests never run inference")
-
-
 @pytest.fixture
-def cuda(gpu):
-    with CudaContext(0) as context, Stream() as stream:
-        yield context, stream
+def prepost(gpu):
+    with GpuPrePost() as kernels:
+        yield kernels
 
 
 @pytest.mark.parametrize("dtype,tolerance_units", [(np.float32, 1.0), (np.float16, 2.0)])
-def test_preprocess_kernel_matches_paddleseg_cpu_arithmetic(cuda, photos, dtype, tolerance_units):
+def test_preprocess_kernel_matches_paddleseg_cpu_arithmetic(prepost, photos, dtype, tolerance_units):
     rng = np.random.default_rng(0)
     images = list(photos) + [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in SIZES]
-    pipeline = GpuPipeline(ShapesOnly(dtype, np.float32, (5, 256, 512)), SPEC, *cuda, max_batch=len(images))
-    try:
-        got = pipeline.preprocess_only(images)
-    finally:
-        pipeline.close()
+    got = prepost.preprocess(images, SPEC, np.dtype(dtype))
     want = np.stack([preprocess_cpu(im, SPEC) for im in images])
     # One unit in the last place of the uint8 input, after normalisation: 1/255 / std.
     limit = tolerance_units / 255 / min(SPEC.std)
@@ -54,16 +35,12 @@ def test_preprocess_kernel_matches_paddleseg_cpu_arithmetic(cuda, photos, dtype,
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, np.int32])
-def test_postprocess_kernel_matches_cpu_twin_exactly(cuda, dtype):
+def test_postprocess_kernel_matches_cpu_twin_exactly(prepost, dtype):
     rng = np.random.default_rng(1)
     shape = (1, 64, 128) if dtype == np.int32 else (5, 64, 128)
     outputs = (rng.integers(0, 5, (len(SIZES), *shape)) if dtype == np.int32
                else rng.normal(0, 3, (len(SIZES), *shape))).astype(dtype)
-    pipeline = GpuPipeline(ShapesOnly(np.float32, dtype, shape), SPEC, *cuda, max_batch=len(SIZES))
-    try:
-        got = pipeline.postprocess_only(outputs, SIZES)
-    finally:
-        pipeline.close()
+    got = prepost.postprocess(outputs, SIZES)
     for out, size, labels in zip(outputs, SIZES, got):
         np.testing.assert_array_equal(labels, postprocess_cpu(out, size))
 
@@ -94,29 +71,30 @@ def test_auto_backend_picks_the_gpu(gpu, gpu_model, capsys):
         assert gpu.name in segmenter.choice.reason
 
 
-def test_cuda_graph_replays_captured_work(cuda, photos):
+def test_cuda_graph_replays_captured_work(prepost, photos):
     """The CudaGraph wrapper on our own kernels: a replay into a zeroed buffer writes what direct launches wrote."""
     from cuda.bindings import driver
 
-    from deploy_kit.cuda import CudaGraph, PinnedBuffer, check_cuda
+    from deploy_kit.cuda import CudaGraph, DeviceBuffer, PinnedBuffer, check_cuda
+    from deploy_kit.runtime.buffers import PinnedPool, StagedImage, upload
 
-    context, stream = cuda
-    pipeline = GpuPipeline(ShapesOnly(np.float32, np.float32, (5, 256, 512)), SPEC, context, stream, max_batch=1)
-    try:
-        direct = pipeline.preprocess_only(photos[:1])
-        src, offsets = pipeline._upload(photos[:1])
-        nbytes = pipeline.input_image_bytes
-        with CudaGraph(stream, lambda: pipeline._queue_preprocess(photos[:1], src, offsets)) as graph, \
-                PinnedBuffer(nbytes) as host:
-            check_cuda(driver.cuMemsetD8Async(pipeline.model_input.ptr, 0, nbytes, stream.handle))
+    direct = prepost.preprocess(photos[:1], SPEC, np.dtype(np.float32))
+    stream, nbytes = prepost.stream, direct.nbytes
+    pool = PinnedPool()
+    with DeviceBuffer(photos[0].nbytes) as src, DeviceBuffer(nbytes) as dst, PinnedBuffer(nbytes) as host:
+        staged = [StagedImage(photos[0], pool)]
+        offsets = upload(staged, src, stream)
+        sizes = [photos[0].shape[:2]]
+        with CudaGraph(stream, lambda: prepost.kernels.preprocess_batch(stream, SPEC, src.ptr, offsets, sizes,
+                                                                         dst.ptr, np.dtype(np.float32))) as graph:
+            check_cuda(driver.cuMemsetD8Async(dst.ptr, 0, nbytes, stream.handle))
             graph.launch(stream)
-            stream.copy_to_host(host, pipeline.model_input, nbytes)
+            stream.copy_to_host(host, dst, nbytes)
             stream.synchronize()
-            replayed = host.view(np.float32, direct.shape).copy()
-        assert np.abs(replayed).max() > 0
-        np.testing.assert_array_equal(direct, replayed)
-    finally:
-        pipeline.close()
+        replayed = host.view(np.float32, direct.shape).copy()
+    pool.close()
+    assert np.abs(replayed).max() > 0
+    np.testing.assert_array_equal(direct, replayed)
 
 
 def test_onnxruntime_replays_static_batch_cuda_graphs(gpu, gpu_model, photos):
@@ -134,3 +112,26 @@ def test_onnxruntime_replays_static_batch_cuda_graphs(gpu, gpu_model, photos):
         cpu_labels = on_cpu.predict(photos) * 2
     agreement = np.mean(np.concatenate([(a == b).ravel() for a, b in zip(gpu_labels, cpu_labels)]))
     assert agreement >= 0.999, agreement
+
+
+def test_batches_in_flight_and_threads_give_the_labels_of_one_at_a_time(gpu, gpu_model, photos):
+    """Three batches in flight on their own buffers (uploads overlapping compute), and four threads
+    predicting at once, give exactly the labels of the same batches run one at a time (the reference
+    keeps the batch sizes: each batch size has its own graph, whose arithmetic may differ in the last bit)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from deploy_kit.backends.onnxruntime.cuda import cuda_provider_available
+
+    if not cuda_provider_available():
+        pytest.skip("needs onnxruntime-gpu with a working CUDA provider")
+    images = [photos[i % len(photos)] for i in range(23)]
+    with Segmenter(gpu_model, backend="onnxruntime-cuda", max_batch=2, in_flight=3) as segmenter:
+        in_pairs = segmenter.predict(images)  # batches of two, each collected before the next starts
+        one_by_one = [segmenter.predict(image)[0] for image in images]
+        streamed = list(segmenter.stream(images, workers=4))
+        with ThreadPoolExecutor(4) as pool:
+            threaded = list(pool.map(lambda image: segmenter.predict(image)[0], images))
+    assert [item.error for item in streamed] == [None] * len(images)
+    for index, (pair_labels, item, single_labels, other) in enumerate(zip(in_pairs, streamed, one_by_one, threaded)):
+        assert np.array_equal(item.labels, pair_labels), (index, np.mean(item.labels != pair_labels))
+        assert np.array_equal(other, single_labels), (index, np.mean(other != single_labels))

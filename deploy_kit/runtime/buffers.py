@@ -1,0 +1,102 @@
+"""Host and device buffers of the GPU runtime: pinned blocks for staged images (pooled), buffers that
+grow with the largest batch, and the back-to-back layouts of a batch's images and labels."""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import Sequence
+
+import numpy as np
+
+from ..cuda import DeviceBuffer, PinnedBuffer, Stream
+
+
+class Growable:
+    """A device buffer and, when asked for, its pinned twin, reallocated only when a batch needs more."""
+
+    def __init__(self, pinned: bool = True) -> None:
+        self.pinned = pinned
+        self.device: DeviceBuffer | None = None
+        self.host: PinnedBuffer | None = None
+
+    def ensure(self, nbytes: int) -> DeviceBuffer:
+        if self.device is None or self.device.nbytes < nbytes:
+            self.close()
+            self.device = DeviceBuffer(nbytes)
+            self.host = PinnedBuffer(nbytes) if self.pinned else None
+        return self.device
+
+    def pinned_host(self) -> PinnedBuffer:
+        assert self.host is not None, "ensure() a pinned Growable first"
+        return self.host
+
+    def close(self) -> None:
+        for buffer in (self.device, self.host):
+            if buffer is not None:
+                buffer.close()
+        self.device = self.host = None
+
+
+class PinnedPool:
+    """Pinned host blocks handed out for staged images and taken back once their upload is done, so
+    decode threads copy into page-locked memory without allocating it (which is slow and serializes)
+    for every image. The pool holds at most as many blocks as were ever staged at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._free: list[PinnedBuffer] = []
+        self._owned: list[PinnedBuffer] = []
+
+    def take(self, nbytes: int) -> PinnedBuffer:
+        with self._lock:
+            fitting = [b for b in self._free if nbytes <= b.nbytes <= 2 * nbytes]
+            if fitting:
+                block = min(fitting, key=lambda b: b.nbytes)
+                self._free.remove(block)
+                return block
+        block = PinnedBuffer(nbytes)
+        with self._lock:
+            self._owned.append(block)
+        return block
+
+    def give(self, block: PinnedBuffer) -> None:
+        with self._lock:
+            if not block.closed:
+                self._free.append(block)
+
+    def close(self) -> None:
+        with self._lock:
+            for block in self._owned:
+                block.close()
+            self._owned, self._free = [], []
+
+
+class StagedImage:
+    """A BGR uint8 image copied into a pinned block, ready for an asynchronous upload; the block goes
+    back to its pool when the staged image is dropped (after its batch was collected)."""
+
+    def __init__(self, image: np.ndarray, pool: PinnedPool) -> None:
+        self.height, self.width = image.shape[0], image.shape[1]
+        self.nbytes = image.nbytes
+        self.block = pool.take(image.nbytes)
+        self.block.view(np.uint8, image.shape)[:] = image
+        weakref.finalize(self, pool.give, self.block)
+
+
+def upload(staged: Sequence[StagedImage], target: DeviceBuffer, stream: Stream) -> list[int]:
+    """Queues each staged image's copy into `target`, back to back; their offsets there."""
+    offsets = [int(o) for o in np.cumsum([0] + [s.nbytes for s in staged])]
+    for image, offset in zip(staged, offsets):
+        stream.copy_to_device(target, image.block, image.nbytes, dst_offset=offset)
+    return offsets
+
+
+def split_labels(host: PinnedBuffer, sizes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
+    """Copies of the label maps laid back to back in `host`."""
+    flat = host.view(np.uint8, (sum(h * w for h, w in sizes),))
+    out, offset = [], 0
+    for h, w in sizes:
+        out.append(flat[offset:offset + h * w].reshape(h, w).copy())
+        offset += h * w
+    return out

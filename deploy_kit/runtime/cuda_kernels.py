@@ -1,0 +1,93 @@
+"""deploy-kit's pre- and post-processing kernels (runtime/kernels/*.cu): compiled by NVRTC once per GPU
+architecture (cached on disk) and launched on any stream, for the pipeline and for the stages that
+run apart from inference (Triton's pre- and post-processing models)."""
+
+from __future__ import annotations
+
+import ctypes
+from importlib import resources
+from typing import Sequence
+
+import numpy as np
+
+from ..cuda import CudaContext, KernelArg, KernelModule, Stream
+from ..fileio import cache_root
+from ..paddleseg.preprocess import PreprocessSpec, cv2_linear_scale
+
+BLOCK = (32, 8, 1)
+_POSTPROCESS = {np.dtype(np.float16): "argmax_resize_f16", np.dtype(np.float32): "argmax_resize_f32",
+                np.dtype(np.int32): "labels_resize_i32"}
+
+
+def kernel_source(name: str) -> str:
+    return resources.files("deploy_kit.runtime").joinpath("kernels", name).read_text()
+
+
+def _grid(width: int, height: int) -> tuple[int, int, int]:
+    return (-(-width // BLOCK[0]), -(-height // BLOCK[1]), 1)
+
+
+class PipelineKernels:
+    """Resize + normalize into the model input (as a spec says), and argmax + resize back into labels."""
+
+    def __init__(self, context: CudaContext) -> None:
+        cache = cache_root() / "kernels"
+        headers = (("half.cuh", kernel_source("half.cuh")),)
+        self._pre = KernelModule(kernel_source("preprocess.cu"), context.compute_capability, cache, headers)
+        self._post = KernelModule(kernel_source("postprocess.cu"), context.compute_capability, cache, headers)
+
+    @staticmethod
+    def check_output_dtype(dtype: np.dtype) -> None:
+        if np.dtype(dtype) not in _POSTPROCESS:
+            raise ValueError(f"no postprocessing kernel for {np.dtype(dtype)} model outputs (float16, float32 or int32)")
+
+    def preprocess(self, stream: Stream, spec: PreprocessSpec, src_ptr: int, src_h: int, src_w: int, dst_ptr: int,
+                   dtype: np.dtype) -> None:
+        """One BGR uint8 image (rows packed) into one CHW model input of `dtype` (float16 or float32)."""
+        s = spec
+        function = self._pre.function("preprocess_f16" if np.dtype(dtype) == np.float16 else "preprocess_f32")
+        args: list[KernelArg] = [
+            (src_ptr, ctypes.c_void_p), (src_h, ctypes.c_int), (src_w, ctypes.c_int), (src_w * 3, ctypes.c_int),
+            (dst_ptr, ctypes.c_void_p), (s.height, ctypes.c_int), (s.width, ctypes.c_int),
+            (cv2_linear_scale(src_h, s.height), ctypes.c_double), (cv2_linear_scale(src_w, s.width), ctypes.c_double),
+            *((v, ctypes.c_float) for v in s.mean), *((v, ctypes.c_float) for v in s.std), (int(s.to_rgb), ctypes.c_int)]
+        function.launch(_grid(s.width, s.height), BLOCK, stream, args)
+
+    def postprocess(self, stream: Stream, scores_ptr: int, dtype: np.dtype, classes: int, in_hw: tuple[int, int],
+                    labels_ptr: int, out_h: int, out_w: int) -> None:
+        """One image's scores (classes x H x W; int32 labels when the graph ends in argmax) into uint8
+        labels at out_h x out_w, as PaddleSeg resizes back and takes the argmax."""
+        self.check_output_dtype(dtype)
+        function = self._post.function(_POSTPROCESS[np.dtype(dtype)])
+        in_h, in_w = in_hw
+        args: list[KernelArg] = [(scores_ptr, ctypes.c_void_p)]
+        if np.dtype(dtype) != np.int32:
+            args.append((classes, ctypes.c_int))
+        args += [(in_h, ctypes.c_int), (in_w, ctypes.c_int), (labels_ptr, ctypes.c_void_p), (out_h, ctypes.c_int),
+                 (out_w, ctypes.c_int), (float(np.float32(in_h) / np.float32(out_h)), ctypes.c_float),
+                 (float(np.float32(in_w) / np.float32(out_w)), ctypes.c_float)]
+        function.launch(_grid(out_w, out_h), BLOCK, stream, args)
+
+    def preprocess_batch(self, stream: Stream, spec: PreprocessSpec, src_ptr: int, offsets: Sequence[int],
+                         sizes: Sequence[tuple[int, int]], dst_ptr: int, dtype: np.dtype) -> None:
+        """Images laid back to back from `src_ptr` (at `offsets`, of `sizes`) into an NCHW batch."""
+        per_image = 3 * spec.height * spec.width * np.dtype(dtype).itemsize
+        for index, (offset, (h, w)) in enumerate(zip(offsets, sizes)):
+            self.preprocess(stream, spec, src_ptr + offset, h, w, dst_ptr + index * per_image, dtype)
+
+    def postprocess_batch(self, stream: Stream, scores_ptr: int, dtype: np.dtype, image_shape: Sequence[int],
+                          sizes: Sequence[tuple[int, int]], labels_ptr: int) -> int:
+        """A batch of scores (`image_shape` each) into label maps of `sizes` laid back to back from
+        `labels_ptr`; their total bytes."""
+        per_image = int(np.prod(image_shape)) * np.dtype(dtype).itemsize
+        classes = int(image_shape[0]) if len(image_shape) == 3 else 1
+        in_hw = (int(image_shape[-2]), int(image_shape[-1]))
+        offset = 0
+        for index, (h, w) in enumerate(sizes):
+            self.postprocess(stream, scores_ptr + index * per_image, dtype, classes, in_hw, labels_ptr + offset, h, w)
+            offset += h * w
+        return offset
+
+    def close(self) -> None:
+        self._pre.close()
+        self._post.close()

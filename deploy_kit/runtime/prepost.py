@@ -1,0 +1,83 @@
+"""The runtime's pre- and post-processing kernels on host arrays, apart from inference: for Triton's
+pre- and post-processing models, whose engine runs in another model (the tensorrt_plan one)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Sequence
+
+import numpy as np
+
+from ..cuda import CudaContext, Stream
+from ..paddleseg.preprocess import PreprocessSpec
+from .buffers import Growable, PinnedPool, StagedImage, split_labels, upload
+from .cuda_kernels import PipelineKernels
+
+
+class GpuPrePost:
+    """PaddleSeg's preprocessing (images → NCHW input) and postprocessing (scores → labels at each
+    image's size) with the same kernels as the GPU pipeline; buffers are reused across calls."""
+
+    def __init__(self, device: int = 0) -> None:
+        self.context = CudaContext(device)
+        self._lock = threading.Lock()
+        self.stream = Stream()
+        try:
+            self.kernels = PipelineKernels(self.context)
+        except BaseException:  # released now, not at garbage collection
+            self.stream.close()
+            self.context.close()
+            raise
+        self._pool = PinnedPool()
+        self._images, self._inputs = Growable(pinned=False), Growable()
+        self._scores, self._labels = Growable(), Growable()
+
+    def preprocess(self, images: Sequence[np.ndarray], spec: PreprocessSpec, dtype: np.dtype) -> np.ndarray:
+        """The model input (N x 3 x H x W of `dtype`) for BGR uint8 images of any sizes, as `spec` says."""
+        s = spec
+        with self._lock:
+            self.context.make_current()
+            staged = [StagedImage(image, self._pool) for image in images]
+            source = self._images.ensure(sum(image.nbytes for image in staged))
+            offsets = upload(staged, source, self.stream)
+            nbytes = len(images) * 3 * s.height * s.width * np.dtype(dtype).itemsize
+            target = self._inputs.ensure(nbytes)
+            self.kernels.preprocess_batch(self.stream, spec, source.ptr, offsets,
+                                          [(i.height, i.width) for i in staged], target.ptr, dtype)
+            self.stream.copy_to_host(self._inputs.pinned_host(), target, nbytes)
+            self.stream.synchronize()
+            return self._inputs.pinned_host().view(dtype, (len(images), 3, s.height, s.width)).copy()
+
+    def postprocess(self, scores: np.ndarray, sizes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
+        """uint8 label maps at `sizes` from a batch of model outputs (N x classes x h x w, or int32 labels)."""
+        PipelineKernels.check_output_dtype(scores.dtype)
+        scores = np.ascontiguousarray(scores)
+        with self._lock:
+            self.context.make_current()
+            device = self._scores.ensure(scores.nbytes)
+            self._scores.pinned_host().view(np.uint8, (scores.nbytes,))[:] = scores.view(np.uint8).reshape(-1)
+            self.stream.copy_to_device(device, self._scores.pinned_host(), scores.nbytes)
+            labels = self._labels.ensure(sum(h * w for h, w in sizes))
+            total = self.kernels.postprocess_batch(self.stream, device.ptr, scores.dtype, scores.shape[1:], sizes,
+                                                   labels.ptr)
+            self.stream.copy_to_host(self._labels.pinned_host(), labels, total)
+            self.stream.synchronize()
+            return split_labels(self._labels.pinned_host(), sizes)
+
+    def close(self) -> None:
+        with self._lock:
+            if self.context.closed:
+                return
+            self.context.make_current()
+            for growable in (self._images, self._inputs, self._scores, self._labels):
+                growable.close()
+            self._pool.close()
+            self.kernels.close()
+            self.stream.close()
+            self.context.close()
+
+    def __enter__(self) -> GpuPrePost:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
