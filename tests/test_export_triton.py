@@ -30,6 +30,8 @@ def converted(paddle_model, tmp_path_factory) -> Path:
 
 def test_configs_parse_into_tritons_model_config(converted, tmp_path):
     require("tritonclient")
+    from tritonclient.grpc import model_config_pb2
+
     assert main(["export-triton", "--model", str(converted), "-o", str(tmp_path / "repo"), "--max-batch", "4",
                  "--instances", "2"]) == 0
     parsed = {folder.name: validate_config((folder / "config.pbtxt").read_text(), folder.name)
@@ -39,6 +41,8 @@ def test_configs_parse_into_tritons_model_config(converted, tmp_path):
     assert parsed["seg"].instance_group[0].count == 2 and parsed["seg"].model_warmup[0].batch_size == 1
     assert list(parsed["seg_preprocess"].output[0].dims) == [3, 256, 512]
     assert list(parsed["seg_postprocess"].input[0].dims) == [5, 256, 512]
+    kinds = {name: [group.kind for group in config.instance_group] for name, config in parsed.items()}
+    assert kinds == {name: [model_config_pb2.ModelInstanceGroup.KIND_GPU] for name in parsed}
 
 
 def test_tensorrt_plan_config_of_a_real_engine(paddle_model, tmp_path):

@@ -3,6 +3,7 @@
     <name>/              python backend: deploy-kit's whole runtime (TensorRT, ONNX Runtime CUDA or CPU)
     <name>_preprocess/   python backend: image bytes -> the engine's input, and the original H, W
     <name>_postprocess/  python backend: the engine's scores + H, W -> uint8 labels at the image's size
+                         (both run deploy-kit's GPU kernels on GPU instances, the CPU arithmetic with --cpu)
     <name>_trt/          tensorrt_plan: the engine `convert` built with full TensorRT, per compute capability
     <name>_ensemble/     ensemble: preprocess -> tensorrt_plan -> postprocess
 
@@ -144,7 +145,7 @@ output [
   {{ name: "input" data_type: {dtype} dims: {_dims(shape)} }},
   {{ name: "original_hw" data_type: TYPE_INT32 dims: [ 2 ] }}
 ]
-instance_group [ {{ count: {max(2, options.instances)} kind: KIND_CPU }} ]
+{_instance_group(options)}
 {_parameters(input_dtype=numpy_dtype, max_pixels=str(options.max_pixels))}
 '''
 
@@ -159,7 +160,7 @@ input [
   {{ name: "original_hw" data_type: TYPE_INT32 dims: [ 2 ] }}
 ]
 output [ {{ name: "{LABELS}" data_type: TYPE_UINT8 dims: [ -1, -1 ] }} ]
-instance_group [ {{ count: {max(2, options.instances)} kind: KIND_CPU }} ]
+{_instance_group(options)}
 '''
 
 

@@ -1,15 +1,21 @@
 """Turning one Triton request into images and its labels into a response, shared by the PyTriton server
-and the exported python-backend model: encoded images (JPEG/PNG bytes, `image_bytes`) or uint8 HxWx3
-arrays (`image`); a uint8 label map per image (`labels`), at the image's size."""
+and the exported python-backend models: encoded images (JPEG/PNG bytes, `image_bytes`) or uint8 HxWx3
+arrays (`image`); a uint8 label map per image (`labels`), at the image's size. And the GPU kernels a
+python-backend instance on a GPU uses for pre- and post-processing."""
 
 from __future__ import annotations
 
-from typing import Mapping
+import logging
+from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import InputImageError
+from ..errors import DeployKitError, InputImageError
 from ..images import decode_image
+from ..paddleseg.preprocess import PreprocessSpec
+from ..runtime.prepost import GpuPrePost
+
+log = logging.getLogger(__name__)
 
 IMAGE_BYTES, IMAGE, LABELS = "image_bytes", "image", "labels"
 
@@ -43,3 +49,19 @@ def stacked_labels(labels: list[np.ndarray]) -> np.ndarray:
     if len({label.shape for label in labels}) > 1:
         raise InputImageError("the images of one request differ in size; send them in separate requests")
     return np.stack(labels)
+
+
+def instance_kernels(args: Mapping[str, Any], spec: PreprocessSpec | None = None) -> GpuPrePost | None:
+    """deploy-kit's pre/post-processing kernels on a GPU instance's device (Triton's `initialize` args;
+    `spec` for preprocessing); None on a CPU instance, or where the kernels cannot run there (said in
+    Triton's log): the CPU arithmetic then runs."""
+    if args.get("model_instance_kind") != "GPU":
+        return None
+    if spec is not None and not spec.gpu_ready:
+        log.warning("%s: deploy.yaml transforms without a GPU kernel; preprocessing on the CPU", args.get("model_name"))
+        return None
+    try:
+        return GpuPrePost(int(args.get("model_instance_device_id", 0)))
+    except (ImportError, DeployKitError) as exc:
+        log.warning("%s: CUDA cannot run the kernels here (%s); running on the CPU", args.get("model_name"), exc)
+        return None

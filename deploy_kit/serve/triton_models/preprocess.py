@@ -1,5 +1,6 @@
 """PaddleSeg's preprocessing (deploy.yaml's transforms, as `convert` recorded them) as a Triton
-python-backend model: image bytes in, the engine's NCHW input and the image's original H, W out."""
+python-backend model: image bytes in, the engine's NCHW input and the image's original H, W out. A
+GPU instance runs deploy-kit's preprocessing kernel on its device; a CPU instance PaddleSeg's arithmetic."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import triton_python_backend_utils as pb_utils  # provided by Triton's python ba
 from deploy_kit.artifact import Artifact
 from deploy_kit.errors import DeployKitError
 from deploy_kit.paddleseg.preprocess import PreprocessSpec, preprocess_cpu
-from deploy_kit.serve.requests import IMAGE_BYTES, request_images
+from deploy_kit.serve.requests import IMAGE_BYTES, instance_kernels, request_images
 
 
 class TritonPythonModel:
@@ -24,6 +25,7 @@ class TritonPythonModel:
         self.spec = PreprocessSpec.from_metadata(artifact.preprocessing)
         self.dtype = np.dtype(parameters.get("input_dtype", "float32"))
         self.max_pixels = int(parameters.get("max_pixels", "64000000"))
+        self.kernels = instance_kernels(args, self.spec)
 
     def execute(self, requests: list[Any]) -> list[Any]:
         responses = []
@@ -34,8 +36,15 @@ class TritonPythonModel:
             except DeployKitError as exc:
                 responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(exc.one_line())))
                 continue
-            tensors = np.stack([preprocess_cpu(image, self.spec) for image in images]).astype(self.dtype)
+            if self.kernels is not None:
+                tensors = self.kernels.preprocess(images, self.spec, self.dtype)
+            else:
+                tensors = np.stack([preprocess_cpu(image, self.spec) for image in images]).astype(self.dtype)
             sizes = np.array([image.shape[:2] for image in images], np.int32)
             responses.append(pb_utils.InferenceResponse(output_tensors=[
                 pb_utils.Tensor("input", tensors), pb_utils.Tensor("original_hw", sizes)]))
         return responses
+
+    def finalize(self) -> None:
+        if self.kernels is not None:
+            self.kernels.close()
