@@ -4,6 +4,8 @@ python-backend models and answers with the labels `infer` writes."""
 
 from __future__ import annotations
 
+import functools
+
 import json
 import threading
 from pathlib import Path
@@ -75,13 +77,7 @@ def test_bundled_tritonserver_answers_like_infer(converted, tmp_path):
     try:
         tritonserver.wait_ready(process, ports[0], models, tmp_path / "tritonserver.log")
         client = http.InferenceServerClient(f"127.0.0.1:{ports[0]}")
-
-        def call(model: str, **inputs: tuple[str, np.ndarray]) -> http.InferResult:
-            requests = []
-            for name, (datatype, array) in inputs.items():
-                requests.append(http.InferInput(name, list(array.shape), datatype))
-                requests[-1].set_data_from_numpy(array)
-            return client.infer(model, requests)
+        call = functools.partial(tritonserver.infer, client)
 
         spec = PreprocessSpec.from_metadata(Artifact.open(converted).preprocessing)
         session = ort.InferenceSession(str(converted / "model.opt.onnx"), providers=["CPUExecutionProvider"])

@@ -13,6 +13,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
+
 from deploy_kit.serve.pytriton_server import prepare_python_backend_environment
 
 
@@ -73,3 +75,14 @@ def stop(process: subprocess.Popen) -> int:
         except subprocess.TimeoutExpired:
             os.kill(process.pid, signal.SIGKILL)
     return process.wait(timeout=30)
+
+
+def infer(client, model: str, **inputs: tuple[str, np.ndarray]):  # type: ignore[no-untyped-def]
+    """One HTTP request to `model` with named (Triton datatype, array) inputs; tritonclient's InferResult."""
+    import tritonclient.http as http
+
+    requests = []
+    for name, (datatype, array) in inputs.items():
+        requests.append(http.InferInput(name, list(array.shape), datatype))
+        requests[-1].set_data_from_numpy(array)
+    return client.infer(model, requests)

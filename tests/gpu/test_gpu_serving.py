@@ -4,6 +4,8 @@ Runtime CUDA, answering exactly what the kernels and the runtime give in-process
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -34,13 +36,7 @@ def test_gpu_instances_answer_like_the_kernels_and_the_runtime(gpu, gpu_model, p
     try:
         tritonserver.wait_ready(process, ports[0], models, log)
         client = http.InferenceServerClient(f"127.0.0.1:{ports[0]}")
-
-        def call(model: str, **inputs: tuple[str, np.ndarray]) -> http.InferResult:
-            requests = []
-            for name, (datatype, array) in inputs.items():
-                requests.append(http.InferInput(name, list(array.shape), datatype))
-                requests[-1].set_data_from_numpy(array)
-            return client.infer(model, requests)
+        call = functools.partial(tritonserver.infer, client)
 
         spec = PreprocessSpec.from_metadata(Artifact.open(gpu_model).preprocessing)
         rng = np.random.default_rng(0)
