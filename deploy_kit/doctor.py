@@ -31,6 +31,7 @@ class Readings:
     onnxruntime: str | None = None
     onnxruntime_providers: tuple[str, ...] = ()
     packages: dict[str, str | None] = field(default_factory=dict)  # cuda-bindings, paddle, paddle2onnx
+    nvimgcodec: str | None = None  # nvImageCodec's version, which any of its CUDA builds reports
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,16 @@ def check_engine(meta: dict[str, Any], r: Readings, onnx_present: bool, convert_
     return [Check("engine", WARNING if hopeless or onnx_present else ERROR, "; ".join(problems), fix)]
 
 
+def check_nvimgcodec(r: Readings) -> list[Check]:
+    """nvImageCodec matters only with a GPU: it JPEG-encodes overlays there."""
+    if not r.gpus:
+        return []
+    if r.nvimgcodec:
+        return [Check("nvImageCodec", OK, f"{r.nvimgcodec} (overlays are JPEG-encoded on the GPU)")]
+    return [Check("nvImageCodec", WARNING, "not installed: overlays are JPEG-encoded on the CPU",
+                  "pip install 'deploy-kit[cuda]' (on Jetson: pip install 'nvidia-nvimgcodec-tegra-cu12[nvjpeg]')")]
+
+
 def blocking_errors(r: Readings) -> list[Check]:
     """What stops any GPU work before it starts: a driver too old for the CUDA runtime."""
     return [c for c in check_driver(r) if c.status == ERROR]
@@ -126,6 +137,7 @@ def run_checks(r: Readings, model_meta: dict[str, Any] | None = None, onnx_prese
     checks.append(Check("ONNX Runtime", OK if r.onnxruntime else ERROR,
                         f"{r.onnxruntime} ({', '.join(r.onnxruntime_providers)})" if r.onnxruntime else "not installed",
                         "" if r.onnxruntime else "pip install onnxruntime (or onnxruntime-gpu)"))
+    checks += check_nvimgcodec(r)
     for name, version in r.packages.items():
         checks.append(Check(name, OK if version else WARNING, version or "not installed",
                             "" if version else f"pip install {name}" + (" (needed to export)" if "paddle" in name else "")))
@@ -144,7 +156,11 @@ def read_machine() -> Readings:
     ort_version, providers = _onnxruntime()
     return replace(fast_readings(), cudnn=_cudnn(), onnxruntime=ort_version,
                                onnxruntime_providers=providers,
-                               packages={n: _package(n) for n in ("cuda-bindings", "paddlepaddle", "paddle2onnx")})
+                               packages={n: _package(n) for n in ("cuda-bindings", "paddlepaddle", "paddle2onnx")},
+                               nvimgcodec=next(filter(None, map(_package, _NVIMGCODEC_BUILDS)), None))
+
+
+_NVIMGCODEC_BUILDS = ("nvidia-nvimgcodec-cu13", "nvidia-nvimgcodec-cu12", "nvidia-nvimgcodec-tegra-cu12")
 
 
 def _package(name: str) -> str | None:

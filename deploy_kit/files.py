@@ -18,7 +18,9 @@ from typing import Callable
 import numpy as np
 
 from .errors import DeployKitError
-from .images import DEFAULT_MAX_PIXELS, OutputPlan, read_image, write_label_png, write_overlay
+from .fileio import write_bytes_atomic
+from .images import DEFAULT_MAX_PIXELS, OutputPlan, read_image, write_label_png, write_overlay, write_overlay_jpeg
+from .runtime.stream import Overlay
 from .segmenter import Segmenter, default_workers
 
 
@@ -58,13 +60,13 @@ def segment_files(segmenter: Segmenter, plans: list[OutputPlan], overlay: bool =
 
     try:
         items = segmenter.stream(plans, decode=lambda plan: read_image(plan.image, max_pixels), workers=threads,
-                                 keep_images=overlay)
+                                 overlay=overlay)
         for item in items:
             if item.error is not None:
                 fail(_error_line(item.source.image, item.error))
                 continue
             assert item.labels is not None
-            writing.append((item.source, writers.submit(_write, item.source, item.labels, item.image)))
+            writing.append((item.source, writers.submit(_write, item.source, item.labels, item.image, item.overlay)))
             while len(writing) > 2 * threads or (writing and writing[0][1].done()):
                 finish_oldest()
         while writing:
@@ -75,9 +77,15 @@ def segment_files(segmenter: Segmenter, plans: list[OutputPlan], overlay: bool =
     return report
 
 
-def _write(plan: OutputPlan, labels: np.ndarray, image: np.ndarray | None) -> None:
+def _write(plan: OutputPlan, labels: np.ndarray, image: np.ndarray | None, blended: Overlay | None) -> None:
+    """The label PNG, and the overlay: as the GPU encoded it, encoded here from the GPU's blend, or
+    blended and encoded here from the image (the CPU path)."""
     write_label_png(plan.label, labels)
-    if image is not None:
+    if isinstance(blended, bytes):
+        write_bytes_atomic(plan.overlay, blended)
+    elif blended is not None:
+        write_overlay_jpeg(plan.overlay, blended)
+    elif image is not None:
         write_overlay(plan.overlay, image, labels)
 
 

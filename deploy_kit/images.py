@@ -20,6 +20,7 @@ DEFAULT_MAX_PIXELS = 64_000_000
 # Largest file worth reading for an image within the pixel limit: 8 bytes a pixel covers uncompressed
 # 16-bit RGBA; the rest is room for metadata.
 _BYTES_PER_PIXEL, _METADATA_BYTES = 8, 16 << 20
+OVERLAY_WEIGHT, OVERLAY_JPEG_QUALITY = 0.6, 90  # PaddleSeg's visualize: weight on the image
 LABEL_MODES = ("P", "L", "I", "I;16")  # palette indices or grey levels: class ids, as PaddleSeg reads them
 
 
@@ -195,8 +196,13 @@ def write_label_png(path: Path, labels: np.ndarray) -> Path:
 
 
 def write_overlay(path: Path, image_bgr: np.ndarray, labels: np.ndarray) -> Path:
-    colored = _PALETTE_BGR[labels]
-    ok, encoded = cv2.imencode(".jpg", overlay(image_bgr, colored), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    """The label colours blended over the image (PaddleSeg's visualize), as a JPEG."""
+    return write_overlay_jpeg(path, overlay(image_bgr, PALETTE_BGR[labels]))
+
+
+def write_overlay_jpeg(path: Path, blended_bgr: np.ndarray) -> Path:
+    """An overlay already blended (on the GPU, by the overlay kernel), encoded as a JPEG."""
+    ok, encoded = cv2.imencode(".jpg", blended_bgr, [cv2.IMWRITE_JPEG_QUALITY, OVERLAY_JPEG_QUALITY])
     if not ok:
         raise InputImageError("could not encode the overlay", path=path)
     return write_bytes_atomic(path, encoded.tobytes())
@@ -215,10 +221,10 @@ def color_map(count: int = 256) -> np.ndarray:
     return palette
 
 
-def overlay(image_bgr: np.ndarray, colored_bgr: np.ndarray, weight: float = 0.6) -> np.ndarray:
+def overlay(image_bgr: np.ndarray, colored_bgr: np.ndarray, weight: float = OVERLAY_WEIGHT) -> np.ndarray:
     """Colours blended over the image, as PaddleSeg's visualize does (weight on the image)."""
     return cv2.addWeighted(image_bgr, weight, colored_bgr, 1 - weight, 0)
 
 
 _PALETTE_BYTES = color_map().tobytes()
-_PALETTE_BGR = np.ascontiguousarray(color_map()[:, ::-1])
+PALETTE_BGR = np.ascontiguousarray(color_map()[:, ::-1])

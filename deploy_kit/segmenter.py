@@ -36,7 +36,7 @@ from .images import DEFAULT_MAX_PIXELS, read_image
 from .machine import GpuInfo
 from .paddleseg.preprocess import PreprocessSpec
 from .runtime.gpu_pipeline import GpuPipeline
-from .runtime.session import GpuSession, HostSession, Session
+from .runtime.session import GpuSession, HostSession, Pending, Session
 from .runtime.stream import Source, StreamItem, stream
 
 log = logging.getLogger(__name__)
@@ -135,24 +135,29 @@ class Segmenter:
         return results
 
     def stream(self, inputs: Iterable[Source], decode: Callable[[Source], np.ndarray] | None = None,
-               workers: int | None = None, keep_images: bool = False,
+               workers: int | None = None, keep_images: bool = False, overlay: bool = False,
                max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[StreamItem[Source]]:
         """Segments image files (paths) or arrays as they come, decoding ahead on `workers` threads
         (default: one per CPU) while earlier batches run; yields one `StreamItem` per input, in input
-        order, with its labels or its error. `decode` turns a custom source into a BGR uint8 image."""
+        order, with its labels or its error. `decode` turns a custom source into a BGR uint8 image.
+        `overlay`: on the GPU each item carries its overlay (blended there; JPEG bytes when nvImageCodec
+        encoded it, else BGR pixels); on the CPU each item keeps its image for the caller to blend."""
         load = decode or functools.partial(_load, max_pixels=max_pixels)
         session = self.session
+        gpu_overlays = overlay and session.makes_overlays
+        keep_images = keep_images or (overlay and not gpu_overlays)
 
         def load_and_prepare(source: Source) -> Prepared:
             image = load(source)
             return Prepared(image, session.prepare(image))
 
-        def submit(batch: list[Prepared]) -> Callable[[], list[np.ndarray]]:
-            return session.submit([p.image for p in batch], [p.tensor for p in batch])
+        def submit(batch: list[Prepared]) -> Pending:
+            return session.submit([p.image for p in batch], [p.tensor for p in batch], gpu_overlays)
 
         items = stream(inputs, load_and_prepare, submit, self.max_batch, workers or default_workers(), keep_images,
                        session.in_flight)
-        return (StreamItem(i.source, i.labels, i.image.image if i.image is not None else None, i.error) for i in items)
+        return (StreamItem(i.source, i.labels, i.image.image if i.image is not None else None, i.error, i.overlay)
+                for i in items)
 
     @property
     def num_classes(self) -> int | None:

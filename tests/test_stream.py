@@ -19,7 +19,7 @@ from PIL import Image
 from deploy_kit import Segmenter
 from deploy_kit.cli import main
 from deploy_kit.errors import InputImageError
-from deploy_kit.runtime.stream import stream
+from deploy_kit.runtime.stream import BatchOutputs, stream
 
 from .conftest import PHOTOS
 
@@ -55,7 +55,7 @@ def test_read_ahead_is_bounded():
             started.append(index)
         return np.full((4, 4, 3), index % 250, np.uint8)
 
-    items = stream(iter(range(10_000)), decode, lambda images: lambda: [im[:, :, 0] for im in images], batch=4,
+    items = stream(iter(range(10_000)), decode, lambda images: lambda: BatchOutputs([im[:, :, 0] for im in images]), batch=4,
                    workers=3)
     first = next(items)
     assert first.labels is not None and first.labels[0, 0] == 0
@@ -73,9 +73,9 @@ def test_batches_in_flight_are_collected_in_order_and_fail_alone():
             raise InputImageError("this batch cannot start")
         events.append(f"submit {first}")
 
-        def wait() -> list[np.ndarray]:
+        def wait() -> BatchOutputs:
             events.append(f"wait {first}")
-            return [im[:, :, 0] for im in images]
+            return BatchOutputs([im[:, :, 0] for im in images])
         return wait
 
     items = list(stream(iter(range(14)), lambda i: np.full((2, 2, 3), i, np.uint8), submit, batch=2, workers=2,

@@ -84,8 +84,19 @@ class StagedImage:
         weakref.finalize(self, pool.give, self.block)
 
 
+def device_copy(array: np.ndarray, stream: Stream) -> DeviceBuffer:
+    """A host array's bytes in new device memory, once (constants such as the palette)."""
+    array = np.ascontiguousarray(array)
+    target = DeviceBuffer(array.nbytes)
+    with PinnedBuffer(array.nbytes) as staging:
+        staging.view(np.uint8, (array.nbytes,))[:] = array.view(np.uint8).reshape(-1)
+        stream.copy_to_device(target, staging, array.nbytes)
+        stream.synchronize()
+    return target
+
+
 def upload(staged: Sequence[StagedImage], target: DeviceBuffer, stream: Stream) -> list[int]:
-    """Queues each staged image's copy into `target`, back to back; their offsets there."""
+    """Queues each staged image's copy into `target`, back to back; their offsets there (and the total)."""
     offsets = [int(o) for o in np.cumsum([0] + [s.nbytes for s in staged])]
     for image, offset in zip(staged, offsets):
         stream.copy_to_device(target, image.block, image.nbytes, dst_offset=offset)
@@ -100,3 +111,10 @@ def split_labels(host: PinnedBuffer, sizes: Sequence[tuple[int, int]]) -> list[n
         out.append(flat[offset:offset + h * w].reshape(h, w).copy())
         offset += h * w
     return out
+
+
+def split_images(host: PinnedBuffer, offsets: Sequence[int], sizes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
+    """Copies of the HxWx3 uint8 images at `offsets` in `host`."""
+    placed = list(zip(offsets, sizes))
+    flat = host.view(np.uint8, (max(offset + 3 * h * w for offset, (h, w) in placed),))
+    return [flat[offset:offset + 3 * h * w].reshape(h, w, 3).copy() for offset, (h, w) in placed]

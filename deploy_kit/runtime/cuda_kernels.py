@@ -1,6 +1,6 @@
-"""deploy-kit's pre- and post-processing kernels (runtime/kernels/*.cu): compiled by NVRTC once per GPU
-architecture (cached on disk) and launched on any stream, for the pipeline and for the stages that
-run apart from inference (Triton's pre- and post-processing models)."""
+"""deploy-kit's pre- and post-processing and overlay kernels (runtime/kernels/*.cu): compiled by NVRTC
+once per GPU architecture (cached on disk) and launched on any stream, for the pipeline and for the
+stages that run apart from inference (Triton's pre- and post-processing models)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import numpy as np
 
 from ..cuda import CudaContext, KernelArg, KernelModule, Stream
 from ..fileio import cache_root
+from ..images import OVERLAY_WEIGHT
 from ..paddleseg.preprocess import PreprocessSpec, cv2_linear_scale
 
 BLOCK = (32, 8, 1)
@@ -35,6 +36,7 @@ class PipelineKernels:
         headers = (("half.cuh", kernel_source("half.cuh")),)
         self._pre = KernelModule(kernel_source("preprocess.cu"), context.compute_capability, cache, headers)
         self._post = KernelModule(kernel_source("postprocess.cu"), context.compute_capability, cache, headers)
+        self._overlay = KernelModule(kernel_source("overlay.cu"), context.compute_capability, cache)
 
     @staticmethod
     def check_output_dtype(dtype: np.dtype) -> None:
@@ -88,6 +90,21 @@ class PipelineKernels:
             offset += h * w
         return offset
 
+    def overlay_batch(self, stream: Stream, images_ptr: int, offsets: Sequence[int], labels_ptr: int,
+                      sizes: Sequence[tuple[int, int]], palette_ptr: int, out_ptr: int) -> None:
+        """Overlays of BGR images laid back to back (at `offsets`) with their labels (back to back, of
+        `sizes`), written at the images' offsets from `out_ptr`: colours from the 256 x 3 BGR palette."""
+        function = self._overlay.function("overlay_bgr")
+        label_offset = 0
+        for offset, (h, w) in zip(offsets, sizes):
+            args: list[KernelArg] = [
+                (images_ptr + offset, ctypes.c_void_p), (labels_ptr + label_offset, ctypes.c_void_p),
+                (palette_ptr, ctypes.c_void_p), (out_ptr + offset, ctypes.c_void_p), (h, ctypes.c_int), (w, ctypes.c_int),
+                (OVERLAY_WEIGHT, ctypes.c_float), (1 - OVERLAY_WEIGHT, ctypes.c_float)]
+            function.launch(_grid(w, h), BLOCK, stream, args)
+            label_offset += h * w
+
     def close(self) -> None:
         self._pre.close()
         self._post.close()
+        self._overlay.close()

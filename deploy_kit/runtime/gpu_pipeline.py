@@ -8,6 +8,7 @@ kernels are compiled once per GPU architecture (NVRTC, cached on disk).
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 from dataclasses import dataclass
@@ -18,9 +19,12 @@ import numpy as np
 from ..backends.base import DeviceExecutor
 from ..cuda import CudaContext, CudaGraph, DeviceBuffer, Event, Stream
 from ..errors import ConfigError
+from ..images import PALETTE_BGR
 from ..paddleseg.preprocess import PreprocessSpec
-from .buffers import Growable, PinnedPool, StagedImage, split_labels, upload
+from .buffers import Growable, PinnedPool, StagedImage, device_copy, split_images, split_labels, upload
 from .cuda_kernels import PipelineKernels
+from .gpu_jpeg import GpuJpegEncoder, gpu_jpeg_encoder
+from .stream import BatchOutputs, Overlay
 
 
 @dataclass
@@ -35,13 +39,16 @@ class StageTimes:
 
 
 class _Slot:
-    """One batch in flight: its uploaded images, its labels on both sides and its stage events."""
+    """One batch in flight: its uploaded images, its labels (and overlays) on both sides and its events."""
 
     def __init__(self) -> None:
         self.images = Growable(pinned=False)
         self.labels = Growable()
+        self.overlays = Growable()
         self.events = [Event() for _ in range(7)]
         self.staged: list[StagedImage] = []
+        self.offsets: list[int] = []  # of the staged images in `images` (and their overlays in `overlays`)
+        self.overlay = False
 
     def times(self) -> StageTimes:
         e = self.events
@@ -54,8 +61,8 @@ class _Slot:
     def close(self) -> None:
         for event in self.events:
             event.close()
-        self.images.close()
-        self.labels.close()
+        for growable in (self.images, self.labels, self.overlays):
+            growable.close()
         self.staged = []
 
 
@@ -64,7 +71,9 @@ class GpuPipeline:
     each batch's images go up on a copy stream while the previous batch computes on the compute stream.
 
     `stage` copies an image into pinned memory (on any thread: the decode threads call it), `submit`
-    queues a batch on a free slot and returns at once, `result` waits for that batch's labels."""
+    queues a batch on a free slot and returns at once, `result` waits for that batch's labels. Asked
+    for overlays, a kernel blends the label colours over the uploaded images; nvImageCodec encodes
+    them as JPEGs on the GPU when it is installed, else their pixels come back for the CPU to encode."""
 
     def __init__(self, executor: DeviceExecutor, spec: PreprocessSpec, context: CudaContext, stream: Stream,
                  max_batch: int, cuda_graph: bool = False, in_flight: int = 3) -> None:
@@ -89,7 +98,13 @@ class GpuPipeline:
         for slot in self._slots:
             self._free.put(slot)
         self._enqueue_lock = threading.Lock()  # one batch's work is queued on the streams at a time
+        self.palette = device_copy(PALETTE_BGR, stream)
         self.times = StageTimes()
+
+    @functools.cached_property
+    def jpeg(self) -> GpuJpegEncoder | None:
+        """nvImageCodec's JPEG encoder, started with the first overlay (None when it is not installed)."""
+        return gpu_jpeg_encoder(self.context.index)
 
     def stage(self, image: np.ndarray) -> StagedImage:
         self.context.make_current()  # pinned memory belongs to the context; the caller may be any thread
@@ -97,40 +112,50 @@ class GpuPipeline:
 
     def run(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """uint8 label maps at each image's size for a batch of uint8 BGR HxWx3 images."""
-        return self.result(self.submit([self.stage(image) for image in images]))
+        return self.result(self.submit([self.stage(image) for image in images])).labels
 
-    def submit(self, staged: Sequence[StagedImage]) -> _Slot:
-        """Queues the whole batch; blocks only while every slot holds a batch not yet collected."""
+    def submit(self, staged: Sequence[StagedImage], overlay: bool = False) -> _Slot:
+        """Queues the whole batch (and its overlays); blocks only while every slot holds a batch not yet
+        collected."""
         if not 0 < len(staged) <= self.max_batch:
             raise ValueError(f"batch of {len(staged)} images; this pipeline takes 1..{self.max_batch}")
         slot = self._free.get()
         try:
             with self._enqueue_lock:
-                self._enqueue(slot, list(staged))
+                self._enqueue(slot, list(staged), overlay)
         except BaseException:
             slot.staged = []
             self._free.put(slot)
             raise
         return slot
 
-    def result(self, slot: _Slot) -> list[np.ndarray]:
-        """The labels of a submitted batch, once its download is done; frees its slot and pinned blocks."""
+    def result(self, slot: _Slot) -> BatchOutputs:
+        """The labels (and overlays) of a submitted batch, once its work is done; frees its slot and
+        pinned blocks."""
         try:
             slot.events[-1].synchronize()
             self.times = slot.times()
-            return slot.split_labels()
+            return BatchOutputs(slot.split_labels(), self._overlays(slot) if slot.overlay else None)
         finally:
             slot.staged = []
             self._free.put(slot)
 
-    def _enqueue(self, slot: _Slot, staged: list[StagedImage]) -> None:
+    def _overlays(self, slot: _Slot) -> list[Overlay]:
+        assert slot.overlays.device is not None
+        sizes = [(s.height, s.width) for s in slot.staged]
+        if self.jpeg is not None:
+            return [self.jpeg.encode(slot.overlays.device.ptr + offset, h, w)
+                    for offset, (h, w) in zip(slot.offsets, sizes)]
+        return list(split_images(slot.overlays.pinned_host(), slot.offsets, sizes))
+
+    def _enqueue(self, slot: _Slot, staged: list[StagedImage], overlay: bool) -> None:
         self.context.make_current()  # the caller may be any thread: a server worker, a pipeline stage
-        slot.staged = staged
+        slot.staged, slot.overlay = staged, overlay
         sizes = [(s.height, s.width) for s in staged]
         e = slot.events
         e[0].record(self.copy_stream)
         images = slot.images.ensure(sum(s.nbytes for s in staged))
-        offsets = upload(staged, images, self.copy_stream)
+        offsets = slot.offsets = upload(staged, images, self.copy_stream)
         e[1].record(self.copy_stream)
         self.stream.wait(e[1])
         e[2].record(self.stream)
@@ -143,8 +168,18 @@ class GpuPipeline:
         total = self.kernels.postprocess_batch(self.stream, self.model_output.ptr, self.executor.output.dtype,
                                                self.output_image_shape, sizes, labels.ptr)
         e[5].record(self.stream)
+        if overlay:
+            self._queue_overlays(slot, images, offsets, labels, sizes)
         self.stream.copy_to_host(slot.labels.pinned_host(), labels, total)
         e[6].record(self.stream)
+
+    def _queue_overlays(self, slot: _Slot, images: DeviceBuffer, offsets: list[int], labels: DeviceBuffer,
+                        sizes: list[tuple[int, int]]) -> None:
+        nbytes = sum(s.nbytes for s in slot.staged)
+        blended = slot.overlays.ensure(nbytes)
+        self.kernels.overlay_batch(self.stream, images.ptr, offsets, labels.ptr, sizes, self.palette.ptr, blended.ptr)
+        if self.jpeg is None:  # OpenCV encodes them on the CPU
+            self.stream.copy_to_host(slot.overlays.pinned_host(), blended, nbytes)
 
     def infer(self, batch: int) -> None:
         """Queues inference on the model buffers: a CUDA graph replay when enabled (captured once per batch)."""
@@ -168,5 +203,5 @@ class GpuPipeline:
             slot.close()
         self.pool.close()
         self.kernels.close()
-        for owned in (*self._graphs.values(), self.model_input, self.model_output, self.copy_stream):
+        for owned in (*self._graphs.values(), self.model_input, self.model_output, self.palette, self.copy_stream):
             owned.close()

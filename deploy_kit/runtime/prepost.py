@@ -1,5 +1,5 @@
-"""The runtime's pre- and post-processing kernels on host arrays, apart from inference: for Triton's
-pre- and post-processing models, whose engine runs in another model (the tensorrt_plan one)."""
+"""The runtime's pre- and post-processing (and overlay) kernels on host arrays, apart from inference:
+for Triton's pre- and post-processing models, whose engine runs in another model (the tensorrt_plan one)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Sequence
 
 import numpy as np
 
-from ..cuda import CudaContext, Stream
+from ..cuda import CudaContext, DeviceBuffer, Stream
+from ..images import PALETTE_BGR
 from ..paddleseg.preprocess import PreprocessSpec
-from .buffers import Growable, PinnedPool, StagedImage, split_labels, upload
+from .buffers import Growable, PinnedPool, StagedImage, device_copy, split_images, split_labels, upload
 from .cuda_kernels import PipelineKernels
 
 
@@ -31,6 +32,8 @@ class GpuPrePost:
         self._pool = PinnedPool()
         self._images, self._inputs = Growable(pinned=False), Growable()
         self._scores, self._labels = Growable(), Growable()
+        self._blended = Growable()
+        self._palette: DeviceBuffer | None = None
 
     def preprocess(self, images: Sequence[np.ndarray], spec: PreprocessSpec, dtype: np.dtype) -> np.ndarray:
         """The model input (N x 3 x H x W of `dtype`) for BGR uint8 images of any sizes, as `spec` says."""
@@ -64,13 +67,37 @@ class GpuPrePost:
             self.stream.synchronize()
             return split_labels(self._labels.pinned_host(), sizes)
 
+    def overlay(self, images: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The label colours blended over BGR uint8 images, as `infer --overlay` blends them on the GPU."""
+        sizes = [(label.shape[0], label.shape[1]) for label in labels]
+        with self._lock:
+            self.context.make_current()
+            if self._palette is None:
+                self._palette = device_copy(PALETTE_BGR, self.stream)
+            staged = [StagedImage(image, self._pool) for image in images]
+            nbytes = sum(image.nbytes for image in staged)
+            source = self._images.ensure(nbytes)
+            offsets = upload(staged, source, self.stream)
+            flat = np.concatenate([np.ascontiguousarray(label, np.uint8).reshape(-1) for label in labels])
+            label_maps = self._labels.ensure(flat.nbytes)
+            self._labels.pinned_host().view(np.uint8, (flat.nbytes,))[:] = flat
+            self.stream.copy_to_device(label_maps, self._labels.pinned_host(), flat.nbytes)
+            blended = self._blended.ensure(nbytes)
+            self.kernels.overlay_batch(self.stream, source.ptr, offsets, label_maps.ptr, sizes, self._palette.ptr,
+                                       blended.ptr)
+            self.stream.copy_to_host(self._blended.pinned_host(), blended, nbytes)
+            self.stream.synchronize()
+            return split_images(self._blended.pinned_host(), offsets, sizes)
+
     def close(self) -> None:
         with self._lock:
             if self.context.closed:
                 return
             self.context.make_current()
-            for growable in (self._images, self._inputs, self._scores, self._labels):
+            for growable in (self._images, self._inputs, self._scores, self._labels, self._blended):
                 growable.close()
+            if self._palette is not None:
+                self._palette.close()
             self._pool.close()
             self.kernels.close()
             self.stream.close()

@@ -18,21 +18,24 @@ from ..cuda import CudaContext, Stream
 from ..paddleseg.postprocess import postprocess_cpu
 from ..paddleseg.preprocess import PreprocessSpec, preprocess_cpu
 from .gpu_pipeline import GpuPipeline, StagedImage
+from .stream import BatchOutputs
 
 
-Pending = Callable[[], list[np.ndarray]]  # waits for a submitted batch and gives its label maps
+Pending = Callable[[], BatchOutputs]  # waits for a submitted batch and gives its label maps (and overlays)
 
 
 class Session(Protocol):
     max_batch: int
     in_flight: int  # batches that may be submitted before the oldest is collected
+    makes_overlays: bool  # whether `submit(..., overlay=True)` gives overlays
 
     def prepare(self, image: np.ndarray) -> Any:
         """Per-image work that may run on any thread ahead of `submit` (CPU preprocessing, pinned staging)."""
 
-    def submit(self, images: Sequence[np.ndarray], prepared: Sequence[Any] | None = None) -> Pending:
+    def submit(self, images: Sequence[np.ndarray], prepared: Sequence[Any] | None = None,
+               overlay: bool = False) -> Pending:
         """Starts at most `max_batch` images (`prepared`: what `prepare` gave for each); the returned
-        callable waits for their label maps."""
+        callable waits for their label maps, and their overlays when asked and `makes_overlays`."""
 
     def run(self, images: Sequence[np.ndarray], prepared: Sequence[Any] | None = None) -> list[np.ndarray]:
         """Label maps for at most `max_batch` images: `submit` and wait."""
@@ -43,6 +46,7 @@ class Session(Protocol):
 
 class HostSession:
     in_flight = 1  # ONNX Runtime on the CPU already uses every core for one batch
+    makes_overlays = False  # the caller blends them where the images are
 
     def __init__(self, executor: HostExecutor, spec: PreprocessSpec, max_batch: int) -> None:
         self.executor, self.spec, self.max_batch = executor, spec, max_batch
@@ -52,9 +56,10 @@ class HostSession:
             self.spec.check_size(image.shape[0], image.shape[1])
         return preprocess_cpu(image, self.spec)
 
-    def submit(self, images: Sequence[np.ndarray], prepared: Sequence[Any] | None = None) -> Pending:
-        labels = self.run(images, prepared)
-        return lambda: labels
+    def submit(self, images: Sequence[np.ndarray], prepared: Sequence[Any] | None = None,
+               overlay: bool = False) -> Pending:
+        outputs = BatchOutputs(self.run(images, prepared))
+        return lambda: outputs
 
     def run(self, images: Sequence[np.ndarray], prepared: Sequence[Any] | None = None) -> list[np.ndarray]:
         inputs = list(prepared) if prepared is not None else [self.prepare(image) for image in images]
@@ -72,6 +77,8 @@ class HostSession:
 
 
 class GpuSession:
+    makes_overlays = True
+
     def __init__(self, open_executor: Callable[[Stream], DeviceExecutor], spec: PreprocessSpec, device: int,
                  max_batch: int, cuda_graph: bool = False, in_flight: int = 3) -> None:
         self.max_batch, self.in_flight = max_batch, in_flight
@@ -93,14 +100,15 @@ class GpuSession:
         """The image copied into pinned memory, so the batch's upload is one asynchronous copy each."""
         return self._open_pipeline().stage(image)
 
-    def submit(self, images: Sequence[np.ndarray], prepared: Sequence[Any] | None = None) -> Pending:
+    def submit(self, images: Sequence[np.ndarray], prepared: Sequence[Any] | None = None,
+               overlay: bool = False) -> Pending:
         pipeline = self._open_pipeline()
         staged = list(prepared) if prepared is not None else [pipeline.stage(image) for image in images]
-        slot = pipeline.submit(staged)
+        slot = pipeline.submit(staged, overlay)
         return lambda: pipeline.result(slot)
 
     def run(self, images: Sequence[np.ndarray], prepared: Sequence[Any] | None = None) -> list[np.ndarray]:
-        return self.submit(images, prepared)()
+        return self.submit(images, prepared)().labels
 
     def _open_pipeline(self) -> GpuPipeline:
         with self._lock:

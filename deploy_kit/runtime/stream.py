@@ -18,8 +18,19 @@ import numpy as np
 from ..errors import DeployKitError
 
 Source = TypeVar("Source")
+Overlay = bytes | np.ndarray  # an overlay blended on the GPU: its JPEG when the GPU encoded it, else BGR pixels
+
+
+@dataclass(frozen=True)
+class BatchOutputs:
+    """What one batch gives back, in the batch's order: label maps, and overlays when asked for."""
+
+    labels: list[np.ndarray]
+    overlays: list[Overlay] | None = None
+
+
 Decode = Callable[[Source], Any]  # the source decoded (an image, or an image and what was prepared from it)
-Submit = Callable[[list[Any]], Callable[[], list[np.ndarray]]]  # starts a batch; the callable waits for its labels
+Submit = Callable[[list[Any]], Callable[[], BatchOutputs]]  # starts a batch; the callable waits for its outputs
 
 
 @dataclass(frozen=True)
@@ -28,8 +39,9 @@ class StreamItem(Generic[Source]):
 
     source: Source
     labels: np.ndarray | None = None
-    image: Any = None  # what `decode` gave, when the caller keeps it (overlays)
+    image: Any = None  # what `decode` gave, when the caller keeps it (overlays made on the CPU)
     error: DeployKitError | None = None
+    overlay: Overlay | None = None  # made on the GPU, when asked for
 
 
 def stream(sources: Iterable[Source], decode: Decode[Source], submit: Submit, batch: int, workers: int,
@@ -40,7 +52,7 @@ def stream(sources: Iterable[Source], decode: Decode[Source], submit: Submit, ba
     decodes under way."""
     pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="deploy-kit-decode")
     pending: collections.deque[tuple[Source, Future[Any]]] = collections.deque()
-    flying: collections.deque[tuple[list[StreamItem[Source]], Callable[[], list[np.ndarray]]]] = collections.deque()
+    flying: collections.deque[tuple[list[StreamItem[Source]], Callable[[], BatchOutputs]]] = collections.deque()
     upcoming = iter(sources)
     window = (in_flight + 1) * batch + max(1, workers)  # decoded images held at most: the next batches' worth
 
@@ -84,32 +96,35 @@ def _next_batch(pending: collections.deque[tuple[Source, Future[Any]]], batch: i
     return ready
 
 
-def _submitted(ready: list[StreamItem[Source]], submit: Submit) -> Callable[[], list[np.ndarray]]:
+def _submitted(ready: list[StreamItem[Source]], submit: Submit) -> Callable[[], BatchOutputs]:
     """The batch's decoded images started; a batch that cannot start fails when it is collected."""
     images = [item.image for item in ready if item.image is not None]
     if not images:
-        return list
+        return lambda: BatchOutputs([])
     try:
         return submit(images)
     except DeployKitError as exc:
         error = exc  # `exc` itself is unbound when the except block ends
 
-        def failed() -> list[np.ndarray]:
+        def failed() -> BatchOutputs:
             raise error
         return failed
 
 
-def _collected(ready: list[StreamItem[Source]], wait: Callable[[], list[np.ndarray]],
+def _collected(ready: list[StreamItem[Source]], wait: Callable[[], BatchOutputs],
                keep_images: bool) -> Iterator[StreamItem[Source]]:
     try:
-        labels = iter(wait())
+        outputs = wait()
         failure = None
     except DeployKitError as exc:  # the batch failed as a whole: each of its images says so
-        labels, failure = iter(()), exc
+        outputs, failure = BatchOutputs([]), exc
+    labels = iter(outputs.labels)
+    overlays = iter(outputs.overlays) if outputs.overlays is not None else None
     for item in ready:
         if item.error is not None:
             yield item
         elif failure is not None:
             yield StreamItem(item.source, error=failure)
         else:
-            yield StreamItem(item.source, labels=next(labels), image=item.image if keep_images else None)
+            yield StreamItem(item.source, labels=next(labels), image=item.image if keep_images else None,
+                             overlay=next(overlays) if overlays is not None else None)

@@ -135,3 +135,36 @@ def test_batches_in_flight_and_threads_give_the_labels_of_one_at_a_time(gpu, gpu
     for index, (pair_labels, item, single_labels, other) in enumerate(zip(in_pairs, streamed, one_by_one, threaded)):
         assert np.array_equal(item.labels, pair_labels), (index, np.mean(item.labels != pair_labels))
         assert np.array_equal(other, single_labels), (index, np.mean(other != single_labels))
+
+
+def test_overlay_kernel_blends_exactly_like_paddleseg_visualize(prepost, photos):
+    from deploy_kit.images import PALETTE_BGR, overlay
+
+    rng = np.random.default_rng(2)
+    labels = [rng.integers(0, 21, image.shape[:2], dtype=np.uint8) for image in photos]
+    for image, label, blended in zip(photos, labels, prepost.overlay(photos, labels)):
+        np.testing.assert_array_equal(blended, overlay(image, PALETTE_BGR[label]))
+
+
+def test_streamed_overlays_are_made_on_the_gpu(gpu, gpu_model, photos):
+    """`stream(overlay=True)` on the GPU: each item carries its overlay, JPEG bytes when nvImageCodec
+    encoded it (close to OpenCV's JPEG of the CPU blend), else the blended pixels (exactly the CPU blend)."""
+    import cv2
+
+    from deploy_kit.backends.onnxruntime.cuda import cuda_provider_available
+    from deploy_kit.images import PALETTE_BGR, overlay
+
+    if not cuda_provider_available():
+        pytest.skip("needs onnxruntime-gpu with a working CUDA provider")
+    with Segmenter(gpu_model, backend="onnxruntime-cuda", max_batch=2) as segmenter:
+        items = list(segmenter.stream(photos, workers=2, overlay=True))
+        encoded_on_gpu = segmenter.pipeline.jpeg is not None
+    for image, item in zip(photos, items):
+        want = overlay(image, PALETTE_BGR[item.labels])
+        assert item.image is None  # nothing kept for the CPU to blend
+        if encoded_on_gpu:
+            assert isinstance(item.overlay, bytes) and item.overlay[:2] == b"\xff\xd8"
+            decoded = cv2.imdecode(np.frombuffer(item.overlay, np.uint8), cv2.IMREAD_COLOR)
+            assert decoded.shape == want.shape and cv2.PSNR(decoded, want) > 30
+        else:
+            np.testing.assert_array_equal(item.overlay, want)

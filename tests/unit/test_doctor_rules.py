@@ -27,9 +27,17 @@ def test_no_driver_or_gpu_is_a_warning_that_names_the_cpu_backend():
 
 def test_everything_in_order_exits_zero():
     r = Readings(gpus=(H100,), tensorrt_flavor="tensorrt", tensorrt_version="10.13.0", cudnn="9.1.0",
-                 packages={"cuda-bindings": "13.3.1"}, **BASE)
+                 packages={"cuda-bindings": "13.3.1"}, nvimgcodec="0.9.0.20", **BASE)
     checks = run_checks(r)
     assert exit_code(checks) == 0, [c for c in checks if c.status != OK]
+
+
+def test_nvimgcodec_is_shown_with_a_gpu_and_its_absence_says_what_it_costs():
+    with_gpu = run_checks(Readings(gpus=(H100,), **BASE))
+    missing = next(c for c in with_gpu if c.name == "nvImageCodec")
+    assert missing.status == WARNING and "on the CPU" in missing.value and "deploy-kit[cuda]" in missing.fix
+    assert "tegra" in missing.fix  # Jetson's build
+    assert not [c for c in run_checks(Readings(**BASE)) if c.name == "nvImageCodec"]  # no GPU: irrelevant
 
 
 def test_compute_capability_table():
