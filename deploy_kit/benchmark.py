@@ -118,6 +118,7 @@ def run_gpu_benchmark(config: BenchConfig) -> dict[str, Any]:
         if segmenter.pipeline is None:
             raise RuntimeError(f"the {segmenter.backend} backend has no GPU pipeline; use run_cpu_benchmark")
         memory["after_load"] = _gpu_used_bytes()
+        segmenter.pipeline.timing = True
         for batch in config.batches:
             results.append(_bench_batch(segmenter, config, batch))
         memory["peak_after_runs"] = _gpu_used_bytes()

@@ -138,7 +138,7 @@ class Segmenter:
                workers: int | None = None, keep_images: bool = False, overlay: bool = False,
                max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[StreamItem[Source]]:
         """Segments image files (paths) or arrays as they come, decoding ahead on `workers` threads
-        (default: one per CPU) while earlier batches run; yields one `StreamItem` per input, in input
+        (default: half the CPUs) while earlier batches run; yields one `StreamItem` per input, in input
         order, with its labels or its error. `decode` turns a custom source into a BGR uint8 image.
         `overlay`: on the GPU each item carries its overlay (blended there; JPEG bytes when nvImageCodec
         encoded it, else BGR pixels); on the CPU each item keeps its image for the caller to blend."""
@@ -196,7 +196,10 @@ def _described(value: object) -> str:
 
 
 def default_workers() -> int:
-    return max(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2)
+    """Threads in each of the decode and writer pools: together one per CPU. Measured on 16 cores (H200
+    machine, 1024x2048 JPEGs): 8 each ran 10% (batch 1) to 30% (batch 8) faster than 16 each."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
+    return max(2, cpus // 2)
 
 
 def _load(source: object, max_pixels: int) -> np.ndarray:

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=1, help="images per inference")
     parser.add_argument("--overlay", action="store_true", help="also write <name>_overlay.jpg")
     parser.add_argument("--device", type=int, default=0, help="CUDA device index")
-    parser.add_argument("--workers", type=int, help="threads that decode and threads that write (default: one per CPU)")
+    parser.add_argument("--workers", type=int, help="threads that decode, and as many that write (default: half the CPUs each)")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help="refuse larger images before decoding")
 

@@ -52,6 +52,7 @@ def test_onnxruntime_cuda_path_agrees_with_cpu_path(gpu, gpu_model, photos):
         pytest.skip("needs onnxruntime-gpu with a working CUDA provider")
     with Segmenter(gpu_model, backend="onnxruntime-cuda", max_batch=4) as on_gpu:
         assert on_gpu.backend == "onnxruntime-cuda"
+        on_gpu.pipeline.timing = True
         gpu_labels = on_gpu.predict(photos) + on_gpu.predict(photos[:1])
         times = on_gpu.pipeline.times
     with Segmenter(gpu_model, backend="onnxruntime-cpu", max_batch=4) as on_cpu:
