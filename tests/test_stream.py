@@ -88,6 +88,21 @@ def test_batches_in_flight_are_collected_in_order_and_fail_alone():
     assert [e for e in events if e.startswith("wait")] == [f"wait {i}" for i in (0, 2, 4, 6, 10, 12)]
 
 
+def test_stopping_early_collects_the_batches_in_flight():
+    """A consumer that stops early leaves no batch uncollected: the session's slots come back."""
+    collected: list[int] = []
+
+    def submit(images: list[np.ndarray]):
+        first = int(images[0][0, 0, 0])
+        return lambda: collected.append(first) or BatchOutputs([im[:, :, 0] for im in images])
+
+    items = stream(iter(range(40)), lambda i: np.full((2, 2, 3), i, np.uint8), submit, batch=2, workers=2,
+                   in_flight=3)
+    assert next(items).labels[0, 0] == 0
+    items.close()
+    assert collected == [0, 2, 4]  # the first batch, then the two still in flight at the stop
+
+
 def test_interrupted_infer_leaves_only_whole_outputs(onnx_model, tmp_path):
     folder = tmp_path / "many"
     folder.mkdir()

@@ -49,7 +49,7 @@ def stream(sources: Iterable[Source], decode: Decode[Source], submit: Submit, ba
     """Decodes `sources` on `workers` threads ahead of `submit`, which gets batches of at most `batch`
     decoded images, at most `in_flight` of them not yet collected; yields every source's outcome in
     input order. Stopping the iteration (or Ctrl-C) cancels what was not started and waits for the
-    decodes under way."""
+    decodes and batches under way."""
     pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="deploy-kit-decode")
     pending: collections.deque[tuple[Source, Future[Any]]] = collections.deque()
     flying: collections.deque[tuple[list[StreamItem[Source]], Callable[[], BatchOutputs]]] = collections.deque()
@@ -75,6 +75,17 @@ def stream(sources: Iterable[Source], decode: Decode[Source], submit: Submit, ba
         for _, future in pending:
             future.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
+        _collect_abandoned(flying)
+
+
+def _collect_abandoned(flying: collections.deque[tuple[list[StreamItem[Source]], Callable[[], BatchOutputs]]]) -> None:
+    """Waits for the batches started but not collected when the iteration stops early: the session
+    holds their buffers until they are, and its next caller would wait for them forever."""
+    for _, wait in flying:
+        try:
+            wait()
+        except DeployKitError:
+            pass  # their outcome was not asked for
 
 
 _END = object()
