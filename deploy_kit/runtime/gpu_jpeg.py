@@ -41,6 +41,9 @@ def gpu_jpeg_encoder(device: int) -> GpuJpegEncoder | None:
         from nvidia import nvimgcodec
     except ImportError:
         return None
+    except OSError as exc:  # installed, but its CUDA libraries do not load (e.g. a CUDA 13 build on a CUDA 12 driver)
+        log.warning("nvImageCodec does not load here (%s); overlays are encoded on the CPU", exc)
+        return None
     try:
         return GpuJpegEncoder(nvimgcodec, device)
     except RuntimeError as exc:  # nvImageCodec reports a missing nvJPEG or CUDA failure as RuntimeError
