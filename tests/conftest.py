@@ -58,6 +58,38 @@ def paddle_model(tmp_path_factory: pytest.TempPathFactory):
     return make
 
 
+@pytest.fixture(scope="session")
+def onnx_only(paddle_model, tmp_path_factory: pytest.TempPathFactory):
+    """factory(output_op) -> `convert --onnx-only` of that model, converted once per session; tests only
+    read it (they write their outputs elsewhere)."""
+    from deploy_kit.cli import main
+
+    made: dict[str, Path] = {}
+
+    def get(output_op: str = "none") -> Path:
+        if output_op not in made:
+            out = tmp_path_factory.mktemp(f"onnx_{output_op}")
+            assert main(["convert", str(paddle_model(output_op)), "-o", str(out), "--onnx-only"]) == 0
+            made[output_op] = out
+        return made[output_op]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def onnx_model(onnx_only) -> Path:
+    """The model that ends in scores (no output op), `convert --onnx-only`ed once per session."""
+    return onnx_only("none")
+
+
+def infer_cpu(model: Path, out: Path, *inputs: object, extra: tuple[str, ...] = ()) -> int:
+    """`deploy-kit infer INPUTS --model MODEL -o OUT` on ONNX Runtime CPU; its exit code."""
+    from deploy_kit.cli import main
+
+    return main(["infer", *(str(i) for i in inputs), "--model", str(model), "-o", str(out),
+                 "--backend", "onnxruntime-cpu", *extra])
+
+
 @pytest.fixture
 def model_copy(paddle_model, tmp_path: Path):
     """factory(output_op) -> a private copy of the model folder that a test may damage."""

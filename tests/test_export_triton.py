@@ -8,10 +8,8 @@ import functools
 
 import json
 import threading
-from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from deploy_kit.artifact import Artifact
@@ -23,18 +21,11 @@ from . import tritonserver
 from .conftest import PHOTOS, require
 
 
-@pytest.fixture(scope="module")
-def converted(paddle_model, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("triton_model")
-    assert main(["convert", str(paddle_model("none")), "-o", str(out), "--onnx-only"]) == 0
-    return out
-
-
-def test_configs_parse_into_tritons_model_config(converted, tmp_path):
+def test_configs_parse_into_tritons_model_config(onnx_model, tmp_path):
     require("tritonclient")
     from tritonclient.grpc import model_config_pb2
 
-    assert main(["export-triton", "--model", str(converted), "-o", str(tmp_path / "repo"), "--max-batch", "4",
+    assert main(["export-triton", "--model", str(onnx_model), "-o", str(tmp_path / "repo"), "--max-batch", "4",
                  "--instances", "2"]) == 0
     parsed = {folder.name: validate_config((folder / "config.pbtxt").read_text(), folder.name)
               for folder in (tmp_path / "repo").iterdir()}
@@ -63,13 +54,13 @@ def test_tensorrt_plan_config_of_a_real_engine(paddle_model, tmp_path):
     assert dict(steps[1].input_map) == {meta["inputs"][0]["name"]: "preprocessed"}
 
 
-def test_bundled_tritonserver_answers_like_infer(converted, tmp_path):
+def test_bundled_tritonserver_answers_like_infer(onnx_model, tmp_path):
     require("pytriton", "tritonclient")
     import onnxruntime as ort
     import tritonclient.http as http
 
-    assert main(["export-triton", "--model", str(converted), "-o", str(tmp_path / "repo"), "--cpu"]) == 0
-    assert main(["infer", *map(str, PHOTOS), "--model", str(converted), "-o", str(tmp_path / "labels"),
+    assert main(["export-triton", "--model", str(onnx_model), "-o", str(tmp_path / "repo"), "--cpu"]) == 0
+    assert main(["infer", *map(str, PHOTOS), "--model", str(onnx_model), "-o", str(tmp_path / "labels"),
                  "--backend", "onnxruntime-cpu"]) == 0
     ports = tritonserver.free_ports()
     models = ["seg", "seg_preprocess", "seg_postprocess"]
@@ -79,8 +70,8 @@ def test_bundled_tritonserver_answers_like_infer(converted, tmp_path):
         client = http.InferenceServerClient(f"127.0.0.1:{ports[0]}")
         call = functools.partial(tritonserver.infer, client)
 
-        spec = PreprocessSpec.from_metadata(Artifact.open(converted).preprocessing)
-        session = ort.InferenceSession(str(converted / "model.opt.onnx"), providers=["CPUExecutionProvider"])
+        spec = PreprocessSpec.from_metadata(Artifact.open(onnx_model).preprocessing)
+        session = ort.InferenceSession(str(onnx_model / "model.opt.onnx"), providers=["CPUExecutionProvider"])
         for photo in PHOTOS:
             want = np.asarray(Image.open(tmp_path / "labels" / f"{photo.stem}.png"))
             jpeg = ("BYTES", np.array([[photo.read_bytes()]], dtype=object))

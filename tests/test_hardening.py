@@ -24,19 +24,7 @@ from deploy_kit.errors import ConfigError
 from deploy_kit.image_header import HeaderError, image_size
 from deploy_kit.paddleseg.pdiparams import scan
 
-from .conftest import PHOTOS, require
-
-
-@pytest.fixture(scope="module")
-def onnx_model(paddle_model, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("hardening_model")
-    assert main(["convert", str(paddle_model("none")), "-o", str(out), "--onnx-only"]) == 0
-    return out
-
-
-def _infer(model: Path, out: Path, *inputs: object, extra: tuple[str, ...] = ()) -> int:
-    return main(["infer", *(str(i) for i in inputs), "--model", str(model), "-o", str(out),
-                 "--backend", "onnxruntime-cpu", *extra])
+from .conftest import PHOTOS, infer_cpu, require
 
 
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:
@@ -61,7 +49,7 @@ def test_decompression_bombs_are_refused_from_the_header_and_the_rest_go_on(onnx
     huge[16:24] = struct.pack(">II", 100_000, 100_000)  # a 10-gigapixel header on a tiny file
     (folder / "huge.png").write_bytes(bytes(huge))
     shutil.copy(PHOTOS[0], folder / "photo.jpg")
-    code = _infer(onnx_model, tmp_path / "out", folder, extra=("--max-pixels", "1000000"))
+    code = infer_cpu(onnx_model, tmp_path / "out", folder, extra=("--max-pixels", "1000000"))
     err = capsys.readouterr().err
     assert code == 1
     assert "bomb.png: image is 20000x20000 = 400,000,000 pixels, above the limit" in err
@@ -74,12 +62,12 @@ def test_outputs_mirror_the_inputs_and_never_collide(onnx_model, tmp_path, capsy
     for sub, name in (("d1", "a.jpg"), ("d1", "a.png"), ("d2", "a.jpg")):
         (root / sub).mkdir(parents=True, exist_ok=True)
         Image.open(PHOTOS[1]).save(root / sub / name)
-    assert _infer(onnx_model, tmp_path / "out", root) == 0
+    assert infer_cpu(onnx_model, tmp_path / "out", root) == 0
     out = capsys.readouterr()
     written = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*.png"))
     assert written == ["d1/a-2.png", "d1/a.png", "d2/a.png"]
     assert "3/3 images segmented" in out.out and "is taken by" in out.err
-    assert _infer(onnx_model, tmp_path / "flat", root / "d1" / "a.jpg", root / "d2" / "a.jpg") == 0
+    assert infer_cpu(onnx_model, tmp_path / "flat", root / "d1" / "a.jpg", root / "d2" / "a.jpg") == 0
     assert sorted(p.name for p in (tmp_path / "flat").iterdir()) == ["a-2.png", "a.png"]
     assert "warning: " in capsys.readouterr().err
 
@@ -104,7 +92,7 @@ def test_eval_reads_palette_labels_as_class_ids(onnx_model, tmp_path, capsys):
     images.mkdir()
     for photo in PHOTOS[:3]:
         shutil.copy(photo, images / photo.name)
-    assert _infer(onnx_model, tmp_path / "labels", images) == 0
+    assert infer_cpu(onnx_model, tmp_path / "labels", images) == 0
     assert main(["eval", str(images), str(tmp_path / "labels"), "--model", str(onnx_model), "--backend",
                  "onnxruntime-cpu", "-o", str(tmp_path / "eval.json")]) == 0
     report = json.loads((tmp_path / "eval.json").read_text())
@@ -233,7 +221,7 @@ def test_a_clean_run_is_quiet(paddle_model, onnx_model, tmp_path, capsys, caplog
     assert paddle.returncode == 0 and "ccache" not in paddle.stderr
     (tmp_path / "empty.png").write_bytes(b"")
     capsys.readouterr()
-    assert _infer(onnx_model, tmp_path / "out", tmp_path / "empty.png") == 1
+    assert infer_cpu(onnx_model, tmp_path / "out", tmp_path / "empty.png") == 1
     summary = capsys.readouterr().out.strip().splitlines()[-1]
     assert summary.startswith("0/1 images segmented") and "img/s" not in summary
 

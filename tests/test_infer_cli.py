@@ -7,28 +7,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 from PIL import Image
 
-from deploy_kit.cli import main
 
-from .conftest import PHOTOS
-
-
-@pytest.fixture(scope="module")
-def onnx_model(paddle_model, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("infer_model")
-    assert main(["convert", str(paddle_model("none")), "-o", str(out), "--onnx-only"]) == 0
-    return out
-
-
-def _infer(model: Path, out: Path, *inputs: object, extra: tuple[str, ...] = ()) -> int:
-    return main(["infer", *(str(i) for i in inputs), "--model", str(model), "-o", str(out),
-                 "--backend", "onnxruntime-cpu", *extra])
+from .conftest import PHOTOS, infer_cpu
 
 
 def test_writes_palette_png_at_original_size_and_overlay(onnx_model, tmp_path, capsys):
-    assert _infer(onnx_model, tmp_path / "out", PHOTOS[0], PHOTOS[1], extra=("--overlay", "--batch", "2")) == 0
+    assert infer_cpu(onnx_model, tmp_path / "out", PHOTOS[0], PHOTOS[1], extra=("--overlay", "--batch", "2")) == 0
     out = capsys.readouterr().out
     assert "backend: onnxruntime-cpu" in out
     for photo in PHOTOS[:2]:
@@ -52,7 +38,7 @@ def _bad_inputs(folder: Path) -> dict[str, Path]:
 
 def test_bad_images_fail_alone_and_leave_nothing(onnx_model, tmp_path, capsys):
     files = _bad_inputs(tmp_path / "in")
-    code = _infer(onnx_model, tmp_path / "out", *files.values(), tmp_path / "missing.jpg")
+    code = infer_cpu(onnx_model, tmp_path / "out", *files.values(), tmp_path / "missing.jpg")
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1  # some inputs failed
     assert len(err) == 4 and all(line.startswith("error: ") for line in err)
@@ -70,21 +56,21 @@ def test_unusual_but_valid_images_are_read_as_paddleseg_reads_them(onnx_model, t
     cv2.imwrite(str(folder / "rgba.png"), cv2.cvtColor(src, cv2.COLOR_BGR2BGRA))
     cv2.imwrite(str(folder / "deep.png"), src.astype(np.uint16) * 257)
     Image.fromarray(src[:, :, ::-1]).convert("CMYK").save(folder / "cmyk.jpg")
-    assert _infer(onnx_model, tmp_path / "out", folder) == 0
+    assert infer_cpu(onnx_model, tmp_path / "out", folder) == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cmyk.png", "deep.png", "gray.png", "rgba.png"]
 
 
 def test_huge_image_refused_before_decoding(onnx_model, tmp_path, capsys):
-    assert _infer(onnx_model, tmp_path / "out", PHOTOS[0], extra=("--max-pixels", "1000")) == 1
+    assert infer_cpu(onnx_model, tmp_path / "out", PHOTOS[0], extra=("--max-pixels", "1000")) == 1
     err = capsys.readouterr().err
     assert "above the limit" in err and "--max-pixels" in err and str(PHOTOS[0]) in err
 
 
 def test_folder_without_images_and_unwritable_output(onnx_model, tmp_path, capsys):
     (tmp_path / "empty_dir").mkdir()
-    assert _infer(onnx_model, tmp_path / "out", tmp_path / "empty_dir") == 1
+    assert infer_cpu(onnx_model, tmp_path / "out", tmp_path / "empty_dir") == 1
     assert "folder has no images" in capsys.readouterr().err
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    assert _infer(onnx_model, blocker / "out", PHOTOS[0]) == 2
+    assert infer_cpu(onnx_model, blocker / "out", PHOTOS[0]) == 2
     assert "cannot write to the output folder" in capsys.readouterr().err

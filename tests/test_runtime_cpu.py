@@ -13,24 +13,10 @@ from deploy_kit.paddleseg.preprocess import PreprocessSpec, preprocess_cpu
 from deploy_kit import Segmenter
 
 
-@pytest.fixture(scope="module")
-def onnx_folder(paddle_model, tmp_path_factory):
-    made = {}
-
-    def get(output_op: str):
-        if output_op not in made:
-            out = tmp_path_factory.mktemp(f"onnx_{output_op}")
-            assert main(["convert", str(paddle_model(output_op)), "-o", str(out), "--onnx-only"]) == 0
-            made[output_op] = out
-        return made[output_op]
-
-    return get
-
-
 @pytest.mark.parametrize("output_op", ["none", "argmax"])
-def test_cpu_path_equals_paddleseg_pipeline(onnx_folder, paddle_model, photos, output_op):
+def test_cpu_path_equals_paddleseg_pipeline(onnx_only, paddle_model, photos, output_op):
     reference = PaddleReference(load_deploy_config(paddle_model(output_op)))
-    with Segmenter(onnx_folder(output_op), backend="onnxruntime-cpu", max_batch=2) as segmenter:
+    with Segmenter(onnx_only(output_op), backend="onnxruntime-cpu", max_batch=2) as segmenter:
         assert segmenter.backend == "onnxruntime-cpu"
         ours = segmenter.predict(photos)
     for photo, labels in zip(photos, ours):
@@ -39,9 +25,9 @@ def test_cpu_path_equals_paddleseg_pipeline(onnx_folder, paddle_model, photos, o
         np.testing.assert_array_equal(labels, want)
 
 
-def test_cpu_preprocessing_is_paddleseg_preprocessing(onnx_folder, paddle_model, photos):
+def test_cpu_preprocessing_is_paddleseg_preprocessing(onnx_only, paddle_model, photos):
     reference = PaddleReference(load_deploy_config(paddle_model("none")))
-    segmenter = Segmenter(onnx_folder("none"), backend="onnxruntime-cpu")
+    segmenter = Segmenter(onnx_only("none"), backend="onnxruntime-cpu")
     for photo in photos:
         np.testing.assert_array_equal(preprocess_cpu(photo, segmenter.spec), reference.preprocess(photo)[0][0])
 

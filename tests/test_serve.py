@@ -29,13 +29,6 @@ MAX_PIXELS = 300_000  # above every test photo, below a 600x600 image
 
 
 @pytest.fixture(scope="module")
-def onnx_model(paddle_model, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("serve_model")
-    assert main(["convert", str(paddle_model("none")), "-o", str(out), "--onnx-only"]) == 0
-    return out
-
-
-@pytest.fixture(scope="module")
 def server(onnx_model, tmp_path_factory):
     require("pytriton", "tritonclient")
     http, grpc, metrics = tritonserver.free_ports()

@@ -17,7 +17,6 @@ import pytest
 from PIL import Image
 
 from deploy_kit import Segmenter
-from deploy_kit.cli import main
 from deploy_kit.errors import InputImageError
 from deploy_kit.runtime.stream import BatchOutputs, stream
 
@@ -25,10 +24,8 @@ from .conftest import PHOTOS
 
 
 @pytest.fixture(scope="module")
-def onnx_model(paddle_model, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("stream_model")
-    assert main(["convert", str(paddle_model("argmax")), "-o", str(out), "--onnx-only"]) == 0
-    return out
+def onnx_model(onnx_only) -> Path:
+    return onnx_only("argmax")
 
 
 def test_stream_gives_predicts_labels_in_input_order_with_errors_in_place(onnx_model, tmp_path, photos):
