@@ -27,6 +27,14 @@ class Growable:
             self.host = PinnedBuffer(nbytes) if self.pinned else None
         return self.device
 
+    def upload(self, array: np.ndarray, stream: Stream) -> DeviceBuffer:
+        """`array`'s bytes queued on `stream` into the device buffer, through the pinned twin."""
+        array = np.ascontiguousarray(array)
+        device = self.ensure(array.nbytes)
+        self.pinned_host().view(np.uint8, (array.nbytes,))[:] = array.view(np.uint8).reshape(-1)
+        stream.copy_to_device(device, self.pinned_host(), array.nbytes)
+        return device
+
     def pinned_host(self) -> PinnedBuffer:
         assert self.host is not None, "ensure() a pinned Growable first"
         return self.host

@@ -46,7 +46,7 @@ class PipelineKernels:
     def preprocess(self, stream: Stream, spec: PreprocessSpec, src_ptr: int, src_h: int, src_w: int, dst_ptr: int,
                    dtype: np.dtype) -> None:
         """One BGR uint8 image (rows packed) into one CHW model input of `dtype` (float16 or float32)."""
-        s = spec
+        s = spec  # short: the argument list below names it eleven times
         function = self._pre.function("preprocess_f16" if np.dtype(dtype) == np.float16 else "preprocess_f32")
         args: list[KernelArg] = [
             (src_ptr, ctypes.c_void_p), (src_h, ctypes.c_int), (src_w, ctypes.c_int), (src_w * 3, ctypes.c_int),

@@ -184,6 +184,7 @@ class GpuPipeline:
     def _queue_overlays(self, slot: _Slot, images: DeviceBuffer, offsets: list[int], labels: DeviceBuffer,
                         sizes: list[tuple[int, int]]) -> None:
         nbytes = sum(s.nbytes for s in slot.staged)
+        slot.overlays.pinned = self.jpeg is None  # a pinned twin only when the pixels come back
         blended = slot.overlays.ensure(nbytes)
         self.kernels.overlay_batch(self.stream, images.ptr, offsets, labels.ptr, sizes, self.palette.ptr, blended.ptr)
         if self.jpeg is None:  # OpenCV encodes them on the CPU

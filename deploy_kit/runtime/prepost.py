@@ -37,29 +37,23 @@ class GpuPrePost:
 
     def preprocess(self, images: Sequence[np.ndarray], spec: PreprocessSpec, dtype: np.dtype) -> np.ndarray:
         """The model input (N x 3 x H x W of `dtype`) for BGR uint8 images of any sizes, as `spec` says."""
-        s = spec
         with self._lock:
             self.context.make_current()
-            staged = [StagedImage(image, self._pool) for image in images]
-            source = self._images.ensure(sum(image.nbytes for image in staged))
-            offsets = upload(staged, source, self.stream)
-            nbytes = len(images) * 3 * s.height * s.width * np.dtype(dtype).itemsize
+            source, offsets, _staged = self._upload_images(images)
+            nbytes = len(images) * 3 * spec.height * spec.width * np.dtype(dtype).itemsize
             target = self._inputs.ensure(nbytes)
             self.kernels.preprocess_batch(self.stream, spec, source.ptr, offsets,
-                                          [(i.height, i.width) for i in staged], target.ptr, dtype)
+                                          [(image.shape[0], image.shape[1]) for image in images], target.ptr, dtype)
             self.stream.copy_to_host(self._inputs.pinned_host(), target, nbytes)
             self.stream.synchronize()
-            return self._inputs.pinned_host().view(dtype, (len(images), 3, s.height, s.width)).copy()
+            return self._inputs.pinned_host().view(dtype, (len(images), 3, spec.height, spec.width)).copy()
 
     def postprocess(self, scores: np.ndarray, sizes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
         """uint8 label maps at `sizes` from a batch of model outputs (N x classes x h x w, or int32 labels)."""
         PipelineKernels.check_output_dtype(scores.dtype)
-        scores = np.ascontiguousarray(scores)
         with self._lock:
             self.context.make_current()
-            device = self._scores.ensure(scores.nbytes)
-            self._scores.pinned_host().view(np.uint8, (scores.nbytes,))[:] = scores.view(np.uint8).reshape(-1)
-            self.stream.copy_to_device(device, self._scores.pinned_host(), scores.nbytes)
+            device = self._scores.upload(scores, self.stream)
             labels = self._labels.ensure(sum(h * w for h, w in sizes))
             total = self.kernels.postprocess_batch(self.stream, device.ptr, scores.dtype, scores.shape[1:], sizes,
                                                    labels.ptr)
@@ -74,20 +68,23 @@ class GpuPrePost:
             self.context.make_current()
             if self._palette is None:
                 self._palette = device_copy(PALETTE_BGR, self.stream)
-            staged = [StagedImage(image, self._pool) for image in images]
-            nbytes = sum(image.nbytes for image in staged)
-            source = self._images.ensure(nbytes)
-            offsets = upload(staged, source, self.stream)
-            flat = np.concatenate([np.ascontiguousarray(label, np.uint8).reshape(-1) for label in labels])
-            label_maps = self._labels.ensure(flat.nbytes)
-            self._labels.pinned_host().view(np.uint8, (flat.nbytes,))[:] = flat
-            self.stream.copy_to_device(label_maps, self._labels.pinned_host(), flat.nbytes)
+            source, offsets, _staged = self._upload_images(images)
+            label_maps = self._labels.upload(
+                np.concatenate([np.ascontiguousarray(label, np.uint8).reshape(-1) for label in labels]), self.stream)
+            nbytes = offsets[-1]  # the images' total: each overlay is its image's size
             blended = self._blended.ensure(nbytes)
             self.kernels.overlay_batch(self.stream, source.ptr, offsets, label_maps.ptr, sizes, self._palette.ptr,
                                        blended.ptr)
             self.stream.copy_to_host(self._blended.pinned_host(), blended, nbytes)
             self.stream.synchronize()
             return split_images(self._blended.pinned_host(), offsets, sizes)
+
+    def _upload_images(self, images: Sequence[np.ndarray]) -> tuple[DeviceBuffer, list[int], list[StagedImage]]:
+        """The images staged and queued into `_images` back to back: the device buffer, their offsets, and
+        the staged images, which the caller holds until the copies are done (their blocks go back then)."""
+        staged = [StagedImage(image, self._pool) for image in images]
+        source = self._images.ensure(sum(image.nbytes for image in staged))
+        return source, upload(staged, source, self.stream), staged
 
     def close(self) -> None:
         with self._lock:
