@@ -147,7 +147,8 @@ def _bench_batch(segmenter, config: BenchConfig, batch: int) -> BatchResult:  # 
                 stage_samples[name].append(value)
     result.stages_ms.update({name: Summary.of(v) for name, v in stage_samples.items()})
     result.end_to_end_ms = Summary.of(end_to_end)
-    result.engine_only_ms = Summary.of(_engine_only(pipeline, batch, config))
+    shape = pipeline.input_shape(batch, *images[0].shape[:2])  # images of one size: a dynamic model's batch
+    result.engine_only_ms = Summary.of(engine_only_samples(pipeline, shape, config.warmup, config.iterations))
     result.engine_only_throughput = batch / (result.engine_only_ms.mean / 1000)
     result.throughput = _overlapped_throughput(segmenter.pipeline, images, config)
     if config.baseline:
@@ -155,16 +156,17 @@ def _bench_batch(segmenter, config: BenchConfig, batch: int) -> BatchResult:  # 
     return result
 
 
-def _engine_only(pipeline, batch: int, config: BenchConfig) -> list[float]:  # type: ignore[no-untyped-def]
-    """Inference alone on device-resident buffers, like `trtexec --noDataTransfers`."""
+def engine_only_samples(pipeline, shape: tuple[int, ...], warmup: int,  # type: ignore[no-untyped-def]
+                        iterations: int) -> list[float]:
+    """Milliseconds of inference alone on device-resident buffers, like `trtexec --noDataTransfers`."""
     samples = []
     with Event() as start, Event() as end:
-        for i in range(config.warmup + config.iterations):
+        for i in range(warmup + iterations):
             start.record(pipeline.stream)
-            pipeline.infer(batch)
+            pipeline.infer(shape)
             end.record(pipeline.stream)
             end.synchronize()
-            if i >= config.warmup:
+            if i >= warmup:
                 samples.append(end.elapsed_ms(start))
     return samples
 

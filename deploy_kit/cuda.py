@@ -168,6 +168,9 @@ class Stream(_Owned):
                      src_offset: int = 0) -> None:
         check_cuda(self._driver.cuMemcpyDtoHAsync(dst.ptr + dst_offset, src.ptr + src_offset, nbytes, self.handle))
 
+    def zero(self, dst: DeviceBuffer, nbytes: int) -> None:
+        check_cuda(self._driver.cuMemsetD8Async(dst.ptr, 0, nbytes, self.handle))
+
     def synchronize(self) -> None:
         check_cuda(self._driver.cuStreamSynchronize(self.handle))
 

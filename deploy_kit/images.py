@@ -99,6 +99,12 @@ def _truncated(data: bytes) -> bool:
     return False
 
 
+def image_hw(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """(height, width) an image file's header declares, checked like `read_image` checks it; no decoding."""
+    width, height = _checked_size(_read_file(path, max_pixels, "image"), path, max_pixels, "image")
+    return height, width
+
+
 def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """BGR uint8 HxWx3 of an image file, decoded as PaddleSeg's cv2.imread(IMREAD_COLOR) does."""
     return decode_image(_read_file(path, max_pixels, "image"), path, max_pixels)

@@ -35,6 +35,7 @@ from .fileio import cache_root, sha256_json
 from .images import DEFAULT_MAX_PIXELS, read_image
 from .machine import GpuInfo
 from .paddleseg.preprocess import PreprocessSpec
+from .paddleseg.slide import SlideWindow
 from .runtime.gpu_pipeline import GpuPipeline
 from .runtime.session import GpuSession, HostSession, Pending, Session
 from .runtime.stream import Source, StreamItem, stream
@@ -81,32 +82,59 @@ class Segmenter:
     """Semantic segmentation of BGR uint8 images with a converted PaddleSeg model."""
 
     def __init__(self, model: Path | str, backend: str = "auto", device: int = 0, max_batch: int = 8,
-                 precision: str | None = None, cuda_graph: bool = False, in_flight: int = 3) -> None:
+                 precision: str | None = None, cuda_graph: bool = False, in_flight: int = 3,
+                 crop_size: tuple[int, int] | None = None, stride: tuple[int, int] | None = None) -> None:
         """`precision` picks the ONNX graph ONNX Runtime runs: by default the converted precision on the
         GPU and FP32 on the CPU (where FP16 is emulated). `cuda_graph` replays inference as a captured
         CUDA graph (TensorRT only). `device` is the CUDA device every check, rebuild and run uses.
-        `in_flight`: batches the GPU pipeline holds at once in `stream` (each with its own buffers)."""
+        `in_flight`: batches the GPU pipeline holds at once in `stream` (each with its own buffers).
+        `crop_size` and `stride`, (width, height) as in PaddleSeg's `test_config`: sliding-window
+        inference, each image cropped as PaddleSeg's `slide_inference` crops it (`stride` defaults to
+        two thirds of the crop); `max_batch` crops run at once."""
         self.model = resolve_model(Path(model), device)
         self.spec = PreprocessSpec.from_metadata(self.model.preprocessing)
+        self.window = self._slide_window(crop_size, stride)
+        if self.window is not None:
+            self.spec = self.spec.for_sliding_window()
         self.choice = choose_backend(self.model, backend, device)
         if self.choice.backend.on_gpu and not self.spec.gpu_ready:
-            why = ("dynamic input size: the GPU pipeline takes one size" if self.spec.dynamic_hw
-                   else "deploy.yaml transforms without a GPU kernel")
+            why = "deploy.yaml transforms without a GPU kernel"
+            if backend != registry.AUTO:  # a backend the user named is never replaced behind their back
+                raise ConfigError(f"the {backend} backend cannot run this model: {why}", path=self.model.folder,
+                                  hint="use --backend auto (it falls back to the CPU path) or onnxruntime-cpu")
             log.warning("%s: running on the CPU path", why)
             cpu = registry.get("onnxruntime-cpu")
             self.choice = Choice(cpu, cpu.check(self.model, (), device), f"{why}; ONNX Runtime on the CPU")
         self.max_batch, self.in_flight = max_batch, in_flight
         self.session: Session = self._open_session(device, precision, cuda_graph)
 
+    def _slide_window(self, crop_size: tuple[int, int] | None, stride: tuple[int, int] | None) -> SlideWindow | None:
+        """The sliding window asked for, checked against the model: its scores are averaged, so it needs a
+        model without an argmax; a fixed-size model takes crops of its own size."""
+        if crop_size is None:
+            if stride is not None:
+                raise ConfigError("--stride without --crop-size", hint="give --crop-size W,H too")
+            return None
+        window = SlideWindow.of(crop_size, stride)
+        if self.model.preprocessing.get("output_op") == "argmax":
+            raise ConfigError("sliding-window inference averages scores, and this model ends in argmax",
+                              path=self.model.folder, hint="re-export with PaddleSeg's tools/export.py "
+                              "--output_op none, convert it again, then use --crop-size")
+        if not self.spec.dynamic_hw and window.crop != (self.spec.width, self.spec.height):
+            raise ConfigError(f"crop size {window.crop[0]},{window.crop[1]} (W,H) is not this fixed-size model's "
+                              f"input {self.spec.width},{self.spec.height}", path=self.model.folder,
+                              hint=f"use --crop-size {self.spec.width},{self.spec.height}, or a dynamic-shape export")
+        return window
+
     def _open_session(self, device: int, precision: str | None, cuda_graph: bool) -> Session:
         backend = self.choice.backend
         request = OpenRequest(precision or backend.default_precision(self.model), device,
                               engine=self._rebuilt_engine(device) if self.choice.verdict.rebuild else None)
         if isinstance(backend, HostBackend):
-            return HostSession(backend.open(self.model, request), self.spec, self.max_batch)
+            return HostSession(backend.open(self.model, request), self.spec, self.max_batch, self.window)
         assert isinstance(backend, DeviceBackend)
         return GpuSession(lambda stream: backend.open(self.model, request, stream), self.spec, device,
-                          self.max_batch, cuda_graph, self.in_flight)
+                          self.max_batch, cuda_graph, self.in_flight, self.window)
 
     def _rebuilt_engine(self, device: int) -> Path:
         backend = self.choice.backend
@@ -154,8 +182,9 @@ class Segmenter:
         def submit(batch: list[Prepared]) -> Pending:
             return session.submit([p.image for p in batch], [p.tensor for p in batch], gpu_overlays)
 
+        same_size = self.spec.dynamic_hw and self.window is None  # a dynamic model's batch is of one size
         items = stream(inputs, load_and_prepare, submit, self.max_batch, workers or default_workers(), keep_images,
-                       session.in_flight)
+                       session.in_flight, (lambda p: p.image.shape[:2]) if same_size else None)
         return (StreamItem(i.source, i.labels, i.image.image if i.image is not None else None, i.error, i.overlay)
                 for i in items)
 

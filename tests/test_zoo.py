@@ -22,6 +22,7 @@ import pytest
 from deploy_kit import Segmenter
 from deploy_kit.cli import main
 from deploy_kit.errors import InputImageError
+from deploy_kit.paddleseg.export import build_architecture
 
 from .conftest import require
 
@@ -74,25 +75,25 @@ ZOO = [
         num_classes=2, backbone=_models()[1].MobileNetV3_large_x1_0(), backbone_indices=[1, 2, 3],
         cm_bin_sizes=[1, 2, 4], cm_out_ch=128, arm_out_chs=[32, 64, 128], seg_head_inter_chs=[32, 32, 32]),
         (144, 256)),
-    ZooModel("unet_dynamic", lambda: _models()[0].UNet(num_classes=3), (None, None)),
-    ZooModel("bisenetv2_dynamic", lambda: _models()[0].BiSeNetV2(num_classes=3), (None, None)),
-    ZooModel("segformer_b0", lambda: _models()[0].SegFormer(
-        num_classes=4, backbone=_models()[1].MixVisionTransformer_B0(), embedding_dim=256), (256, 256)),
-    ZooModel("segformer_b0_dynamic", lambda: _models()[0].SegFormer(
-        num_classes=4, backbone=_models()[1].MixVisionTransformer_B0(), embedding_dim=256), (None, None)),
+    ZooModel("unet_dynamic", lambda: build_architecture("unet", 3), (None, None)),
+    ZooModel("bisenetv2_dynamic", lambda: build_architecture("bisenetv2", 3), (None, None)),
+    ZooModel("segformer_b0", lambda: build_architecture("segformer_b0", 4), (256, 256)),
+    ZooModel("segformer_b0_dynamic", lambda: build_architecture("segformer_b0", 4), (None, None)),
     ZooModel("pp_mobileseg_tiny", lambda: _models()[0].PPMobileSeg(
         num_classes=4, backbone=_models()[1].MobileSeg_Tiny(inj_type="AAM", out_feat_chs=[32, 64, 128])),
         (256, 256), rewrites=("interp-scale-float32",)),
     ZooModel("fast_scnn", lambda: _models()[0].FastSCNN(num_classes=4), (256, 256), outputs=2),
     ZooModel("deeplabv3p", lambda: _models()[0].DeepLabV3P(
         num_classes=4, backbone=_models()[1].ResNet18_vd(output_stride=8)), (256, 256)),
-    ZooModel("ocrnet_hrnet_w18", lambda: _models()[0].OCRNet(
-        num_classes=4, backbone=_models()[1].HRNet_W18(), backbone_indices=[0]), (256, 256)),
+    ZooModel("ocrnet_hrnet_w18", lambda: build_architecture("ocrnet_hrnet_w18", 4), (256, 256)),
+    ZooModel("ocrnet_hrnet_w18_dynamic", lambda: build_architecture("ocrnet_hrnet_w18", 4), (None, None)),
     ZooModel("sum_head_opset13", _sum_head, (128, 128), opset=13),
 ]
 
 
-def _export(zoo: ZooModel, folder: Path) -> Path:
+def _export(zoo: ZooModel, folder: Path) -> tuple[Path, Any]:
+    """The PaddleSeg export (as `tools/export.py` writes it: a dynamic-shape one with `Normalize` only, what
+    every Cityscapes config's val_transforms gives) and the dygraph model it was exported from."""
     require("paddle", "paddleseg", "paddle2onnx")
     import paddle
 
@@ -104,32 +105,30 @@ def _export(zoo: ZooModel, folder: Path) -> Path:
     transforms: list[dict[str, Any]] = [{"type": "Normalize"}]
     if not zoo.dynamic:
         transforms.insert(0, {"type": "Resize", "target_size": [width, height]})
-    return export_inference_model(model, folder, [None, 3, height, width], transforms, output_op="none")
+    return export_inference_model(model, folder, [None, 3, height, width], transforms, output_op="none"), model
 
 
-def _paddleseg_labels(model_dir: Path, image: np.ndarray, dynamic: bool) -> np.ndarray:
-    """PaddleSeg's own prediction; a dynamic-shape model gets PaddleSeg's Padding to the stride first."""
-    import paddle
-    from paddleseg.core.infer import reverse_transform
-    from paddleseg.transforms import Compose, Padding
-
+def _paddleseg_labels(model_dir: Path, images: list[np.ndarray]) -> list[np.ndarray]:
+    """PaddleSeg's own prediction: deploy.yaml transforms, Paddle Inference, reverse_transform (each
+    image at its own size for a dynamic-shape export, as PaddleSeg's deploy pipeline feeds it)."""
     from deploy_kit.paddleseg.reference import load_reference
 
     reference = load_reference(model_dir)
-    if dynamic:
-        h, w = image.shape[:2]
-        reference.transforms = Compose([Padding(target_size=(-(-w // 32) * 32, -(-h // 32) * 32)),
-                                        *reference.transforms.transforms])
-    batch, trans_info = reference.preprocess(image)
-    labels = reference.run(batch).argmax(axis=1)
-    labels = paddle.to_tensor(labels.reshape(1, 1, *labels.shape[-2:]).astype("int32"))
-    return reverse_transform(labels, trans_info, mode="nearest").numpy()[0, 0].astype(np.uint8)
+    return [reference.segment(image) for image in images]
+
+
+@pytest.fixture(scope="module")
+def cityscapes_frame(photos) -> np.ndarray:
+    """A full-resolution 1024x2048 frame (a real photo scaled up), the size Cityscapes models run at."""
+    import cv2
+
+    return cv2.resize(photos[3], (2048, 1024), interpolation=cv2.INTER_LINEAR)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("zoo", ZOO, ids=[z.name for z in ZOO])
-def test_architecture_converts_and_matches_paddleseg(zoo, tmp_path, photos, capsys):
-    model_dir = _export(zoo, tmp_path / "export")
+def test_architecture_converts_and_matches_paddleseg(zoo, tmp_path, photos, cityscapes_frame, capsys):
+    model_dir, _ = _export(zoo, tmp_path / "export")
     out = tmp_path / "build"
     require("tensorrt_rtx")
     assert main(["convert", str(model_dir), "-o", str(out)]) == 0, capsys.readouterr().err
@@ -145,15 +144,50 @@ def test_architecture_converts_and_matches_paddleseg(zoo, tmp_path, photos, caps
                              capture_output=True, text=True)
         assert raw.returncode != 0 and "FloatAttribute" in raw.stderr + raw.stdout
     assert len(meta["outputs"]) == zoo.outputs
-    if zoo.dynamic:
+    images = list(photos)
+    if zoo.dynamic:  # the default profile covers a 1024x2048 Cityscapes frame and a 1080x1920 video frame
         assert meta["profile"]["min"][2:] == [128, 128] and meta["profile"]["max"][2:] == [2048, 2048]
         assert report["preprocessing"]["dynamic_hw"] and "dynamic H x W" in printed
+        images.append(cityscapes_frame)
     else:
         assert meta["profile"]["opt"][2:] == list(zoo.input_shape)
     with Segmenter(out, backend="onnxruntime-cpu") as segmenter:
-        ours = segmenter.predict(photos)
+        ours = segmenter.predict(images)
         if zoo.dynamic:  # each photo ran at its own size; one below the profile is refused, naming it
             with pytest.raises(InputImageError, match="outside the model's input profile 128x128 to 2048x2048"):
                 segmenter.predict(np.zeros((40, 90, 3), np.uint8))
-    same = [np.mean(mine == _paddleseg_labels(model_dir, photo, zoo.dynamic)) for mine, photo in zip(ours, photos)]
+    assert len({image.shape for image in images}) >= 4
+    same = [np.mean(mine == want) for mine, want in zip(ours, _paddleseg_labels(model_dir, images))]
     assert min(same) >= AGREEMENT, same
+
+
+def _paddleseg_slide_labels(model: Any, model_dir: Path, image: np.ndarray, crop: tuple[int, int],
+                            stride: tuple[int, int]) -> np.ndarray:
+    """PaddleSeg's `slide_inference` with the dygraph model the export came from, on the image normalized
+    as deploy.yaml says (without the Resize a fixed-size export has: the crops are of the image itself)."""
+    import paddle
+    from paddleseg.core.infer import slide_inference
+    from paddleseg.transforms import Compose, Normalize
+
+    normalized = Compose([Normalize()])({"img": image.astype("float32"), "trans_info": []})["img"]
+    with paddle.no_grad():
+        logits = slide_inference(model, paddle.to_tensor(normalized[None]), crop, stride)
+    return logits.numpy().argmax(axis=1)[0].astype(np.uint8)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,crop,stride", [("bisenetv2_dynamic", (200, 160), (150, 100)),
+                                              ("segformer_b0", (256, 256), (170, 170))])
+def test_sliding_window_matches_paddleseg_slide_inference(name, crop, stride, tmp_path, photos):
+    """Crops placed as PaddleSeg places them, scores summed and averaged, on a dynamic and a fixed-size
+    export (whose crop is its input size), on an image larger than the crop both ways."""
+    zoo = next(z for z in ZOO if z.name == name)
+    model_dir, model = _export(zoo, tmp_path / "export")
+    out = tmp_path / "build"
+    assert main(["convert", str(model_dir), "-o", str(out), "--onnx-only"]) == 0
+    image = photos[3]  # 432x640: larger than the crop in both directions, sides not multiples of 32
+    with Segmenter(out, backend="onnxruntime-cpu", max_batch=4, crop_size=crop, stride=stride) as segmenter:
+        ours = segmenter.predict(image)[0]
+    want = _paddleseg_slide_labels(model, model_dir, image, crop, stride)
+    assert ours.shape == image.shape[:2]
+    assert np.mean(ours == want) >= AGREEMENT, np.mean(ours == want)

@@ -22,7 +22,13 @@ from ..machine import GpuInfo
 class TensorSpec:
     name: str
     dtype: np.dtype
-    shape: tuple[int, ...]  # with -1 for the batch
+    shape: tuple[int, ...]  # with -1 for the batch (and H and W of a dynamic-shape model)
+
+    @property
+    def fixed_hw(self) -> tuple[int, int] | None:
+        """H and W of an NCHW input that takes one size, None when it takes any (dynamic-shape model)."""
+        height, width = self.shape[2:4]
+        return None if height < 0 or width < 0 else (height, width)
 
 
 class DeviceExecutor(abc.ABC):
@@ -34,12 +40,20 @@ class DeviceExecutor(abc.ABC):
     capturable = False  # whether enqueue() may be captured into a CUDA graph
     captures_itself = False  # whether the executor captures and replays its own CUDA graphs
 
-    def output_shape(self, batch: int) -> tuple[int, ...]:
-        return (batch, *self.output.shape[1:])
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The first output's shape for an NCHW input of `input_shape`: its batch, and where H and W are
+        dynamic, the input's (PaddleSeg models give scores at their input's size)."""
+        dims = [input_shape[0], *self.output.shape[1:]]
+        for axis in (-2, -1):
+            if dims[axis] < 0:
+                dims[axis] = input_shape[axis]
+        if any(d < 0 for d in dims):
+            raise ValueError(f"output {self.output.name} has dynamic dims {self.output.shape} besides batch, H and W")
+        return tuple(dims)
 
     @abc.abstractmethod
-    def enqueue(self, input_ptr: int, output_ptr: int, batch: int, stream: Stream) -> None:
-        """Queues one inference of `batch` images; returns before it finishes."""
+    def enqueue(self, input_ptr: int, output_ptr: int, input_shape: tuple[int, ...], stream: Stream) -> None:
+        """Queues one inference of an NCHW input of `input_shape`; returns before it finishes."""
 
     def close(self) -> None:
         """Releases the executor's resources (idempotent)."""

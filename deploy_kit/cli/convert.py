@@ -1,7 +1,7 @@
 """Convert a PaddleSeg inference model to ONNX and a TensorRT engine (cached stages).
 
   deploy-kit convert [MODEL] -o build/ [--opset 11] [--precision fp32|fp16] [--batch 1:1:8]
-      [--input-shape 1,3,512,1024] [--workspace 2GiB] [--target-sm 8.7,8.6] [--force] [--onnx-only]
+      [--input-shape 1,3,512,1024 | --shapes-from DIR] [--workspace 2GiB] [--target-sm 8.7,8.6] [--force] [--onnx-only]
 
 MODEL is the folder PaddleSeg's tools/export.py wrote; without it, the shipped demo model is used.
 """
@@ -36,6 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", default="1:1:8", help="batch profile MIN:OPT:MAX")
     parser.add_argument("--input-shape", help="N,C,H,W when deploy.yaml fixes no size, e.g. 1,3,512,1024; a "
                         "dynamic-shape model takes H/W ranges MIN:OPT:MAX, e.g. 1,3,256:512:1024,256:1024:2048")
+    parser.add_argument("--shapes-from", type=Path, help="dynamic-shape model: a folder of typical images whose "
+                        "sizes (headers only) set the engine profile's MIN/OPT/MAX")
     parser.add_argument("--workspace", help="TensorRT workspace limit, e.g. 2GiB (default: half the free GPU memory)")
     parser.add_argument("--target-sm", help="compute capabilities to build for, e.g. 8.7,8.6 (default: this GPU)")
     parser.add_argument("--force", action="store_true", help="redo every stage")
@@ -45,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def options_from(args: argparse.Namespace) -> ConvertOptions:
     return ConvertOptions(
         opset=args.opset, precision=args.precision, batch=BatchRange.parse(args.batch),
-        input_shape=parse_input_shape(args.input_shape) if args.input_shape else None,
+        input_shape=parse_input_shape(args.input_shape) if args.input_shape else None, shapes_from=args.shapes_from,
         workspace=parse_size(args.workspace) if args.workspace else None,
         target_sms=parse_target_sms(args.target_sm) if args.target_sm else None,
         calib_images=args.calib_images, calib_count=args.calib_count, eval_images=args.eval_images,

@@ -2,6 +2,7 @@
 
   deploy-kit infer image.png [more.jpg dir/ 'glob/*.png'] [--model build/] [-o out/]
       [--backend auto|tensorrt|tensorrt-rtx|onnxruntime-cuda|onnxruntime-cpu] [--batch N] [--overlay] [--device 0]
+      [--crop-size W,H [--stride W,H]]
 
 --model takes a convert output folder or a PaddleSeg inference folder (converted on the fly, cached);
 without it, the shipped demo model. Outputs mirror the inputs' layout under -o (a folder keeps its
@@ -19,6 +20,7 @@ from pathlib import Path
 from ..backends import registry
 from ..errors import EXIT_OK, EXIT_SOME_FAILED, DeployKitError
 from ..paddleseg.demo import restore_default_model
+from ..paddleseg.slide import parse_pair
 from ..files import segment_files
 from ..images import DEFAULT_MAX_PIXELS, collect_inputs, plan_outputs
 from ..segmenter import Segmenter
@@ -33,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overlay", action="store_true", help="also write <name>_overlay.jpg")
     parser.add_argument("--device", type=int, default=0, help="CUDA device index")
     parser.add_argument("--workers", type=int, help="threads that decode, and as many that write (default: half the CPUs each)")
+    parser.add_argument("--crop-size", help="sliding-window inference with crops of W,H, as PaddleSeg's "
+                        "test_config is_slide (needs a model exported with --output_op none)")
+    parser.add_argument("--stride", help="sliding-window step W,H (default: two thirds of --crop-size)")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help="refuse larger images before decoding")
 
@@ -72,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     done, rate = 0, ""
     if plans:
         with Segmenter(args.model or restore_default_model(), backend=args.backend, device=args.device,
-                       max_batch=args.batch) as segmenter:
+                       max_batch=args.batch, crop_size=parse_pair(args.crop_size, "--crop-size") if args.crop_size else None,
+                       stride=parse_pair(args.stride, "--stride") if args.stride else None) as segmenter:
             print(f"backend: {segmenter.backend} ({segmenter.choice.reason})")
             with _progress(len(plans)) as progress:
                 task = progress.add_task("segment", total=len(plans), rate=0.0)

@@ -11,17 +11,18 @@ import re
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, ExportError
 from ..fileio import atomic_output
 from ..paddleseg.deploy_config import DeployConfig, resize_target_hw
-from ..paddleseg.program import STRIDE, program_facts, rewrite_program
-from .options import ConvertOptions, InputShape
+from ..paddleseg.program import program_facts, rewrite_program
+from .options import ConvertOptions, InputShape, shapes_of_images
 
-# With dynamic H and W and no size given, the engine's profile covers these (multiples of the stride).
+# With dynamic H and W and no size given, the engine's profile covers these: a 1024x2048 Cityscapes frame
+# and a 1080x1920 video frame both fit.
 DEFAULT_DYNAMIC_HW = ((128, 512, 2048), (128, 512, 2048))
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _WANTS_OPSET = re.compile(r"opset_version to (\d+)")
@@ -31,8 +32,8 @@ _WANTS_OPSET = re.compile(r"opset_version to (\d+)")
 class InputPlan:
     """The H, W the model is exported and built at, where that came from, and the batch range.
 
-    A dynamic-shape model (`dynamic_hw`) runs every image at its own size padded to `pad_multiple`;
-    `height`/`width` are then the profile's optimum and `hw_min`/`hw_max` its bounds.
+    A dynamic-shape model (`dynamic_hw`) runs every image at its own size, as PaddleSeg's deploy
+    pipeline does; `height`/`width` are then the profile's optimum and `hw_min`/`hw_max` its bounds.
     """
 
     height: int
@@ -42,13 +43,14 @@ class InputPlan:
     dynamic_hw: bool = False
     hw_min: tuple[int, int] | None = None
     hw_max: tuple[int, int] | None = None
-    pad_multiple: int = STRIDE
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> InputPlan:
-        """The plan as convert.json records it (JSON has lists where the plan has tuples)."""
-        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in record.items()}
-        return cls(**fields)
+        """The plan as convert.json records it (JSON has lists where the plan has tuples); fields of older
+        releases (`pad_multiple`) are left out."""
+        known = {f.name for f in fields(cls)}
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in record.items() if k in known}
+        return cls(**values)
 
     def describe(self) -> str:
         if self.dynamic_hw and self.hw_min and self.hw_max:
@@ -76,8 +78,11 @@ def plan_input(deploy: DeployConfig, options: ConvertOptions) -> InputPlan:
                               hint="drop --input-shape, or re-export with PaddleSeg's tools/export.py --input_shape")
         return InputPlan(*yaml_hw, "deploy.yaml input_shape", batch)  # the export runs at its own size
     resized = resize_target_hw(deploy.transforms)
+    if options.shapes_from is not None and (resized is not None or facts.needs_static_hw):
+        raise ConfigError("--shapes-from sets the profile of a dynamic-shape model; this one takes one size",
+                          path=deploy.model_dir / "deploy.yaml", hint="drop --shapes-from")
     if not facts.needs_static_hw:
-        return _dynamic_plan(shape, resized, batch)
+        return _dynamic_plan(shape, resized, batch, options.shapes_from)
     if shape is not None and shape.fixed:
         hw, source = shape.opt_hw, "--input-shape"
     elif resized is not None and shape is None:
@@ -95,7 +100,8 @@ def plan_input(deploy: DeployConfig, options: ConvertOptions) -> InputPlan:
     return InputPlan(int(hw[0]), int(hw[1]), source, batch)
 
 
-def _dynamic_plan(shape: InputShape | None, resized: tuple[int, int] | None, batch: int | None) -> InputPlan:
+def _dynamic_plan(shape: InputShape | None, resized: tuple[int, int] | None, batch: int | None,
+                  shapes_from: Path | None) -> InputPlan:
     if shape is None and resized is not None:  # every image is resized to one size: a static profile
         return InputPlan(*resized, "the Resize transform in deploy.yaml", batch)
     if shape is not None and resized is not None:
@@ -103,8 +109,13 @@ def _dynamic_plan(shape: InputShape | None, resized: tuple[int, int] | None, bat
             raise ConfigError("--input-shape gives H/W ranges, but deploy.yaml resizes every image to one size",
                               hint=f"drop --input-shape (the Resize gives {resized[0]}x{resized[1]})")
         return InputPlan(*shape.opt_hw, "--input-shape", batch)
+    source = "--input-shape" if shape is not None else "the default profile; --shapes-from or --input-shape sets it"
+    if shapes_from is not None:
+        if shape is not None:
+            raise ConfigError("--shapes-from and --input-shape both set the profile", hint="give one of them")
+        shape, count = shapes_of_images(shapes_from)
+        source = f"--shapes-from {shapes_from} ({count} images)"
     heights, widths = (shape.height, shape.width) if shape is not None else DEFAULT_DYNAMIC_HW
-    source = "--input-shape" if shape is not None else "the default profile; --input-shape sets it"
     return InputPlan(heights[1], widths[1], source, batch, dynamic_hw=True, hw_min=(heights[0], widths[0]),
                      hw_max=(heights[2], widths[2]))
 

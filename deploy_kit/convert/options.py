@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import collections
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..artifact import PRECISIONS
 from ..errors import ConfigError
+from ..images import expand_inputs, image_hw
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ class ConvertOptions:
         batch: optimization profile of the batch dimension (a fixed-batch export overrides it).
         input_shape: the size (or, for a dynamic-shape export, the H and W ranges of the engine's
             optimization profile) when `deploy.yaml` leaves H and W open.
+        shapes_from: a folder of typical images whose sizes (read from their headers) set a dynamic-shape
+            model's profile: min and max cover them all, opt is the most common size.
         workspace: builder workspace limit in bytes; None means a safe share of free GPU memory.
         target_sms: compute capabilities to build for, e.g. ("8.7",); None means the builder's GPU.
         calib_images: folder of images to calibrate INT8 on (through the inference preprocessing).
@@ -80,6 +84,7 @@ class ConvertOptions:
     precision: str = "fp32"
     batch: BatchRange = field(default_factory=BatchRange)
     input_shape: InputShape | None = None
+    shapes_from: Path | None = None
     workspace: int | None = None
     target_sms: tuple[str, ...] | None = None
     calib_images: Path | None = None
@@ -117,6 +122,20 @@ def parse_input_shape(text: str) -> InputShape:
         raise ConfigError(f"bad --input-shape {text!r}", hint="give N,C,H,W with C=3, e.g. 1,3,512,1024, or H/W "
                           "ranges MIN:OPT:MAX for a dynamic-shape model, e.g. 1,3,256:512:1024,256:1024:2048")
     return InputShape(ranges[0][0], ranges[2], ranges[3])  # type: ignore[arg-type]
+
+
+def shapes_of_images(folder: Path) -> tuple[InputShape, int]:
+    """The profile that covers the images under `folder` (sizes from their headers, no decoding) and how
+    many were read: what Paddle Inference's collect_shape_range_info measures by running them. Images
+    run at their own size (PaddleSeg's Normalize-only deploy pipeline), so their sizes are the inputs'."""
+    paths, errors = expand_inputs([str(folder)])
+    if not paths:
+        raise ConfigError("--shapes-from has no images", path=folder,
+                          note=errors[0].one_line() if errors else None, hint="pass a folder of typical images")
+    sizes = [image_hw(path) for path in paths]
+    heights, widths = zip(*sizes)
+    opt = max(collections.Counter(sizes).items(), key=lambda item: (item[1], item[0]))[0]
+    return InputShape(1, (min(heights), opt[0], max(heights)), (min(widths), opt[1], max(widths))), len(sizes)
 
 
 def parse_size(text: str) -> int:

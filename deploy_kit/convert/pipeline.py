@@ -85,10 +85,9 @@ def preprocessing_of(deploy: DeployConfig, plan: InputPlan) -> dict[str, Any]:
         transforms.insert(0, {"type": "Resize", "target_size": [plan.width, plan.height], "added_by": "deploy-kit"})
     preprocessing = {"to_rgb": True, "transforms": transforms, "resize_added": added,
                      "model_input_hw": [plan.height, plan.width], "output_op": deploy.output_op}
-    if plan.dynamic_hw:  # each image at its own size, padded as PaddleSeg's Padding does
+    if plan.dynamic_hw:  # each image at its own size, as PaddleSeg's deploy pipeline feeds it
         hw_min, _, hw_max = plan.profile_hw()
-        preprocessing.update({"dynamic_hw": True, "pad_multiple": plan.pad_multiple,
-                              "hw_min": list(hw_min), "hw_max": list(hw_max)})
+        preprocessing.update({"dynamic_hw": True, "hw_min": list(hw_min), "hw_max": list(hw_max)})
     return preprocessing
 
 
@@ -213,13 +212,13 @@ def _export(deploy: DeployConfig, plan: InputPlan, options: ConvertOptions,
 
 def check_shapes(plan: InputPlan) -> list[tuple[int, ...]]:
     """The inputs the optimized graph is proven equal on: the planned size, and for a dynamic-shape model
-    a second size from its profile with another batch, so no dimension is checked at one value only."""
+    a second size from its profile with another batch, so no dimension is checked at one value only. The
+    second size's sides are odd: images run at their own size, so the graph must take any size."""
     batch = plan.batch_fixed or 2
     shapes: list[tuple[int, ...]] = [(batch, 3, plan.height, plan.width)]
     if plan.dynamic_hw:
-        low, _, _ = plan.profile_hw()
-        second = (max(low[0], plan.height // 2 // plan.pad_multiple * plan.pad_multiple),
-                  max(low[1], plan.width // 2 // plan.pad_multiple * plan.pad_multiple))
+        low, _, high = plan.profile_hw()
+        second = tuple(min(hi, max(lo, opt // 2 | 1)) for lo, opt, hi in zip(low, (plan.height, plan.width), high))
         shapes.append((plan.batch_fixed or 1, 3, *second))
     return shapes
 

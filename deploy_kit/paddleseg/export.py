@@ -8,7 +8,7 @@ same folder layout a user gets from PaddleSeg: `deploy.yaml` + `model.json` / `m
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import yaml
 
@@ -51,3 +51,21 @@ def build_pp_liteseg_t(num_classes: int) -> Any:
 
     return PPLiteSeg(num_classes=num_classes, backbone=STDC1(), arm_out_chs=[32, 64, 128],
                      seg_head_inter_chs=[32, 64, 64])
+
+
+def build_architecture(name: str, num_classes: int) -> Any:
+    """A paddleseg 2.8 model by the name the zoo tests and the benchmark use (seeded by the caller)."""
+    import paddleseg.models as m
+    import paddleseg.models.backbones as b
+
+    builders: dict[str, Callable[[], Any]] = {
+        "pp_liteseg_t": lambda: build_pp_liteseg_t(num_classes),
+        "unet": lambda: m.UNet(num_classes=num_classes),
+        "bisenetv2": lambda: m.BiSeNetV2(num_classes=num_classes),
+        "segformer_b0": lambda: m.SegFormer(num_classes=num_classes, backbone=b.MixVisionTransformer_B0(),
+                                            embedding_dim=256),
+        "ocrnet_hrnet_w18": lambda: m.OCRNet(num_classes=num_classes, backbone=b.HRNet_W18(), backbone_indices=[0]),
+    }
+    if name not in builders:
+        raise ValueError(f"unknown architecture {name!r}: one of {', '.join(builders)}")
+    return builders[name]()

@@ -20,12 +20,9 @@ def labels_from_output(output: np.ndarray) -> np.ndarray:
     return output.reshape(output.shape[-2:])
 
 
-def postprocess_cpu(output: np.ndarray, original_hw: tuple[int, int], padded: bool = False) -> np.ndarray:
-    """uint8 label map at the original image size; a padded input's labels are cropped first, as PaddleSeg's
-    `reverse_transform` undoes `Padding`."""
+def postprocess_cpu(output: np.ndarray, original_hw: tuple[int, int]) -> np.ndarray:
+    """uint8 label map at the original image size."""
     labels = labels_from_output(output)
-    if padded:
-        labels = labels[:original_hw[0], :original_hw[1]]
     rows = nearest_indices(labels.shape[0], original_hw[0])
     cols = nearest_indices(labels.shape[1], original_hw[1])
     # uint8 first, on the small map: casting commutes with the gather; two 1-D takes beat a 2-D index.

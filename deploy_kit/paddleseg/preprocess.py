@@ -8,7 +8,7 @@ the CPU through paddleseg itself (with a warning); transforms nobody knows are a
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cv2
@@ -20,7 +20,6 @@ log = logging.getLogger(__name__)
 _INTERP = {"NEAREST": cv2.INTER_NEAREST, "LINEAR": cv2.INTER_LINEAR, "CUBIC": cv2.INTER_CUBIC,
            "AREA": cv2.INTER_AREA, "LANCZOS4": cv2.INTER_LANCZOS4}
 _OWN = {"Resize", "Normalize"}
-_PAD = "PadToStride"  # deploy-kit's own step for dynamic-shape models
 
 
 @dataclass(frozen=True)
@@ -34,9 +33,9 @@ class PreprocessSpec:
     to_rgb: bool
     transforms: tuple[dict[str, Any], ...]
     gpu_ready: bool  # True when every transform has a kernel
-    # A dynamic-shape model takes each image at its own size padded to `pad_multiple`, within hw_min..hw_max.
+    # A dynamic-shape model takes each image at its own size, within hw_min..hw_max (its profile), as
+    # PaddleSeg's deploy pipeline feeds it: no padding (a `Padding` in deploy.yaml runs as PaddleSeg's).
     dynamic_hw: bool = False
-    pad_multiple: int = 1
     hw_min: tuple[int, int] = (1, 1)
     hw_max: tuple[int, int] = (1 << 30, 1 << 30)
 
@@ -57,27 +56,29 @@ class PreprocessSpec:
                 std = _triple(t.get("std", std))
             elif t["type"] == "Resize" and (t.get("interp", "LINEAR") != "LINEAR" or t.get("keep_ratio")):
                 gpu_ready = False
-        dynamic = bool(preprocessing.get("dynamic_hw", False))
-        if dynamic:
-            gpu_ready = False  # the GPU pipeline's buffers and kernels take one input size
         return cls(int(height), int(width), mean, std, bool(preprocessing.get("to_rgb", True)), transforms, gpu_ready,
-                   dynamic, int(preprocessing.get("pad_multiple", 1)), _pair(preprocessing.get("hw_min", (1, 1))),
+                   bool(preprocessing.get("dynamic_hw", False)), _pair(preprocessing.get("hw_min", (1, 1))),
                    _pair(preprocessing.get("hw_max", (1 << 30, 1 << 30))))
 
-    def padded_hw(self, height: int, width: int) -> tuple[int, int]:
-        """The input size of an image of this size: itself rounded up to `pad_multiple` (dynamic models)."""
-        step = self.pad_multiple
-        return -(-height // step) * step, -(-width // step) * step
+    def input_hw(self, height: int, width: int) -> tuple[int, int]:
+        """The model input's H, W for an image of this size: its own (dynamic models) or the model's."""
+        return (height, width) if self.dynamic_hw else (self.height, self.width)
+
+    def for_sliding_window(self) -> PreprocessSpec:
+        """The spec that preprocesses a whole image at its own size for sliding-window inference:
+        PaddleSeg's slide configs crop the normalized image, so no transform resizes it to the model."""
+        kept = tuple(t for t in self.transforms if t["type"] != "Resize")
+        return replace(self, transforms=kept, dynamic_hw=True, hw_min=(1, 1), hw_max=(1 << 30, 1 << 30),
+                       gpu_ready=all(t["type"] in _OWN for t in kept))
 
     def check_size(self, height: int, width: int) -> None:
-        """Refuses an image a dynamic-shape model's profile does not cover, naming the profile."""
-        padded = self.padded_hw(height, width)
-        if not all(low <= size <= high for low, size, high in zip(self.hw_min, padded, self.hw_max)):
-            raise InputImageError(f"image {height}x{width} (padded to {padded[0]}x{padded[1]}) is outside the "
-                                  f"model's input profile {self.hw_min[0]}x{self.hw_min[1]} to "
-                                  f"{self.hw_max[0]}x{self.hw_max[1]}",
-                                  hint="re-convert with --input-shape 1,3,MIN:OPT:MAX,MIN:OPT:MAX covering it, "
-                                       "or resize the image")
+        """Refuses an image a dynamic-shape model's profile does not cover, naming the profile and the fixes."""
+        if not all(low <= size <= high for low, size, high in zip(self.hw_min, (height, width), self.hw_max)):
+            raise InputImageError(f"image {height}x{width} is outside the model's input profile "
+                                  f"{self.hw_min[0]}x{self.hw_min[1]} to {self.hw_max[0]}x{self.hw_max[1]}",
+                                  hint="re-convert with --shapes-from DIR (a folder of such images) or "
+                                       "--input-shape 1,3,MIN:OPT:MAX,MIN:OPT:MAX, or infer with "
+                                       "--crop-size W,H --stride W,H (sliding window)")
 
 
 def _pair(values: Any) -> tuple[int, int]:
@@ -105,17 +106,14 @@ def _require_paddleseg_transforms(names: list[str]) -> None:
 def preprocess_cpu(image_bgr: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """CHW float32 model input, computed as PaddleSeg computes it (the reference for the GPU kernel).
 
-    PaddleSeg swaps BGR to RGB first; the swap is exact and commutes with the per-channel resize and the
-    grey padding, so it happens after them, on the smaller image, with the same values."""
+    PaddleSeg swaps BGR to RGB first; the swap is exact and commutes with the per-channel resize, so it
+    happens after it, on the smaller image, with the same values."""
     image = image_bgr.astype("float32")
     swap = spec.to_rgb
-    for t in _with_padding(spec):
+    for t in spec.transforms:
         if t["type"] == "Resize":
             width, height = t.get("target_size", (512, 512))
             image = cv2.resize(image, (int(width), int(height)), interpolation=_INTERP[t.get("interp", "LINEAR")])
-            continue
-        if t["type"] == _PAD:
-            image = _pad_bottom_right(image, spec)
             continue
         if swap:
             image, swap = np.ascontiguousarray(image[:, :, ::-1]), False
@@ -132,26 +130,6 @@ def preprocess_cpu(image_bgr: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
         raise ConfigError(f"preprocessing gives {image.shape[0]}x{image.shape[1]}, the model takes "
                           f"{spec.height}x{spec.width}", hint="add a fixed-size Resize to deploy.yaml")
     return np.ascontiguousarray(image.transpose(2, 0, 1))
-
-
-def _with_padding(spec: PreprocessSpec) -> list[dict[str, Any]]:
-    """The transforms, with a dynamic-shape model's padding placed where PaddleSeg puts its `Padding`:
-    before `Normalize`, so the padded pixels are grey 127.5 normalized like the rest."""
-    transforms = list(spec.transforms)
-    if spec.dynamic_hw:
-        at = next((i for i, t in enumerate(transforms) if t["type"] == "Normalize"), len(transforms))
-        transforms.insert(at, {"type": _PAD})
-    return transforms
-
-
-def _pad_bottom_right(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """PaddleSeg's `Padding(im_padding_value=127.5)` to the next multiple of the model's stride."""
-    height, width = image.shape[:2]
-    target_h, target_w = spec.padded_hw(height, width)
-    if (target_h, target_w) == (height, width):
-        return image
-    return cv2.copyMakeBorder(image, 0, target_h - height, 0, target_w - width, cv2.BORDER_CONSTANT,
-                              value=(127.5, 127.5, 127.5))
 
 
 def _paddleseg_transform(t: dict[str, Any], image: np.ndarray) -> np.ndarray:

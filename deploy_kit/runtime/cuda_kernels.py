@@ -37,6 +37,7 @@ class PipelineKernels:
         self._pre = KernelModule(kernel_source("preprocess.cu"), context.compute_capability, cache, headers)
         self._post = KernelModule(kernel_source("postprocess.cu"), context.compute_capability, cache, headers)
         self._overlay = KernelModule(kernel_source("overlay.cu"), context.compute_capability, cache)
+        self._slide = KernelModule(kernel_source("slide.cu"), context.compute_capability, cache, headers)
 
     @staticmethod
     def check_output_dtype(dtype: np.dtype) -> None:
@@ -44,16 +45,19 @@ class PipelineKernels:
             raise ValueError(f"no postprocessing kernel for {np.dtype(dtype)} model outputs (float16, float32 or int32)")
 
     def preprocess(self, stream: Stream, spec: PreprocessSpec, src_ptr: int, src_h: int, src_w: int, dst_ptr: int,
-                   dtype: np.dtype) -> None:
-        """One BGR uint8 image (rows packed) into one CHW model input of `dtype` (float16 or float32)."""
-        s = spec  # short: the argument list below names it eleven times
+                   dtype: np.dtype, src_stride: int | None = None) -> None:
+        """One BGR uint8 image (rows `src_stride` bytes apart, packed by default: a crop of a larger image
+        otherwise) into one CHW model input of `dtype` (float16 or float32) at `spec.input_hw`."""
+        s = spec  # short: the argument list below names it many times
+        height, width = s.input_hw(src_h, src_w)
         function = self._pre.function("preprocess_f16" if np.dtype(dtype) == np.float16 else "preprocess_f32")
         args: list[KernelArg] = [
-            (src_ptr, ctypes.c_void_p), (src_h, ctypes.c_int), (src_w, ctypes.c_int), (src_w * 3, ctypes.c_int),
-            (dst_ptr, ctypes.c_void_p), (s.height, ctypes.c_int), (s.width, ctypes.c_int),
-            (cv2_linear_scale(src_h, s.height), ctypes.c_double), (cv2_linear_scale(src_w, s.width), ctypes.c_double),
+            (src_ptr, ctypes.c_void_p), (src_h, ctypes.c_int), (src_w, ctypes.c_int),
+            (src_stride or src_w * 3, ctypes.c_int), (dst_ptr, ctypes.c_void_p), (height, ctypes.c_int),
+            (width, ctypes.c_int), (cv2_linear_scale(src_h, height), ctypes.c_double),
+            (cv2_linear_scale(src_w, width), ctypes.c_double),
             *((v, ctypes.c_float) for v in s.mean), *((v, ctypes.c_float) for v in s.std), (int(s.to_rgb), ctypes.c_int)]
-        function.launch(_grid(s.width, s.height), BLOCK, stream, args)
+        function.launch(_grid(width, height), BLOCK, stream, args)
 
     def postprocess(self, stream: Stream, scores_ptr: int, dtype: np.dtype, classes: int, in_hw: tuple[int, int],
                     labels_ptr: int, out_h: int, out_w: int) -> None:
@@ -72,9 +76,10 @@ class PipelineKernels:
 
     def preprocess_batch(self, stream: Stream, spec: PreprocessSpec, src_ptr: int, offsets: Sequence[int],
                          sizes: Sequence[tuple[int, int]], dst_ptr: int, dtype: np.dtype) -> None:
-        """Images laid back to back from `src_ptr` (at `offsets`, of `sizes`) into an NCHW batch."""
-        per_image = 3 * spec.height * spec.width * np.dtype(dtype).itemsize
+        """Images laid back to back from `src_ptr` (at `offsets`, of `sizes`) into an NCHW batch (one
+        input size: the model's, or for a dynamic-shape model the images' common size)."""
         for index, (offset, (h, w)) in enumerate(zip(offsets, sizes)):
+            per_image = 3 * int(np.prod(spec.input_hw(h, w))) * np.dtype(dtype).itemsize
             self.preprocess(stream, spec, src_ptr + offset, h, w, dst_ptr + index * per_image, dtype)
 
     def postprocess_batch(self, stream: Stream, scores_ptr: int, dtype: np.dtype, image_shape: Sequence[int],
@@ -104,7 +109,27 @@ class PipelineKernels:
             function.launch(_grid(w, h), BLOCK, stream, args)
             label_offset += h * w
 
+    def slide_accumulate(self, stream: Stream, scores_ptr: int, dtype: np.dtype, classes: int, crop_hw: tuple[int, int],
+                         crop_yx: tuple[int, int], sums_ptr: int, counts_ptr: int, strip: tuple[int, int],
+                         width: int) -> None:
+        """One crop's scores (classes x crop_hw, top-left at `crop_yx`) added into a strip's float32 sums and
+        counts (image rows strip[0]..strip[1]), as PaddleSeg's slide_inference adds them."""
+        function = self._slide.function("accumulate_f16" if np.dtype(dtype) == np.float16 else "accumulate_f32")
+        args: list[KernelArg] = [(scores_ptr, ctypes.c_void_p), (classes, ctypes.c_int),
+                                 *((v, ctypes.c_int) for v in (*crop_hw, *crop_yx)), (sums_ptr, ctypes.c_void_p),
+                                 (counts_ptr, ctypes.c_void_p), (strip[0], ctypes.c_int),
+                                 (strip[1] - strip[0], ctypes.c_int), (width, ctypes.c_int)]
+        function.launch(_grid(crop_hw[1], crop_hw[0]), BLOCK, stream, args)
+
+    def slide_labels(self, stream: Stream, sums_ptr: int, counts_ptr: int, classes: int, rows: int, width: int,
+                     labels_ptr: int) -> None:
+        """uint8 labels of a strip's `rows`: argmax over classes of sums / counts."""
+        args: list[KernelArg] = [(sums_ptr, ctypes.c_void_p), (counts_ptr, ctypes.c_void_p), (classes, ctypes.c_int),
+                                 (rows, ctypes.c_int), (width, ctypes.c_int), (labels_ptr, ctypes.c_void_p)]
+        self._slide.function("average_argmax").launch(_grid(width, rows), BLOCK, stream, args)
+
     def close(self) -> None:
+        self._slide.close()
         self._pre.close()
         self._post.close()
         self._overlay.close()

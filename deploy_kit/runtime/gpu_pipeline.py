@@ -21,10 +21,11 @@ from ..cuda import CudaContext, CudaGraph, DeviceBuffer, Event, Stream
 from ..errors import ConfigError
 from ..images import PALETTE_BGR
 from ..paddleseg.preprocess import PreprocessSpec
+from ..paddleseg.slide import SlideWindow, boxes_in_strip, chunks, crop_boxes, strips
 from .buffers import Growable, PinnedPool, StagedImage, device_copy, split_images, split_labels, upload
 from .cuda_kernels import PipelineKernels
 from .gpu_jpeg import GpuJpegEncoder, gpu_jpeg_encoder
-from .stream import BatchOutputs, Overlay
+from .stream import BatchOutputs, Overlay, same_size_runs
 
 
 @dataclass
@@ -76,20 +77,22 @@ class GpuPipeline:
     them as JPEGs on the GPU when it is installed, else their pixels come back for the CPU to encode."""
 
     def __init__(self, executor: DeviceExecutor, spec: PreprocessSpec, context: CudaContext, stream: Stream,
-                 max_batch: int, cuda_graph: bool = False, in_flight: int = 3) -> None:
+                 max_batch: int, cuda_graph: bool = False, in_flight: int = 3,
+                 window: SlideWindow | None = None) -> None:
         if cuda_graph and not (executor.capturable or executor.captures_itself):
             raise ConfigError(f"the {executor.name} executor cannot be captured into a CUDA graph",
                               hint="drop --cuda-graph, or use the TensorRT backend")
         self.executor, self.spec, self.context, self.stream = executor, spec, context, stream
+        self.window = window
         self.cuda_graph = cuda_graph and not executor.captures_itself  # ours would wrap the executor's own
-        self._graphs: dict[int, CudaGraph] = {}
+        self._graphs: dict[tuple[int, ...], CudaGraph] = {}
         self.max_batch = max_batch
         self.kernels = PipelineKernels(context)
-        self.input_image_bytes = 3 * spec.height * spec.width * executor.input.dtype.itemsize
-        self.output_image_shape = tuple(executor.output_shape(1)[1:])
-        self.output_image_bytes = int(np.prod(self.output_image_shape)) * executor.output.dtype.itemsize
-        self.model_input = DeviceBuffer(max_batch * self.input_image_bytes)
-        self.model_output = DeviceBuffer(max_batch * self.output_image_bytes)
+        # The model's input and output, grown to the largest batch (and, dynamic models, size) seen.
+        self.model_input, self.model_output = Growable(pinned=False), Growable(pinned=False)
+        self._sums, self._counts = Growable(pinned=False), Growable(pinned=False)  # sliding-window strips
+        if executor.input.fixed_hw is not None and window is None:
+            self.model_buffers(self.input_shape(max_batch, spec.height, spec.width))
         self.copy_stream = Stream()
         self.pool = PinnedPool()
         self.in_flight = max(1, in_flight)
@@ -101,6 +104,41 @@ class GpuPipeline:
         self.palette = device_copy(PALETTE_BGR, stream)
         self.timing = False  # record every stage's events, for `times` (the benchmark's breakdown)
         self.times = StageTimes()
+
+    @property
+    def output_image_shape(self) -> tuple[int, ...]:
+        """One image's model output at the model's (optimum) input size."""
+        return self.executor.output_shape(self.input_shape(1, self.spec.height, self.spec.width))[1:]
+
+    def input_shape(self, batch: int, height: int, width: int) -> tuple[int, ...]:
+        """The NCHW model input of a batch of images of this size (or crops, when sliding)."""
+        return (batch, 3, *self.spec.input_hw(height, width))
+
+    def batches(self, sizes: Sequence[tuple[int, int]]) -> list[range]:
+        """How images of these sizes split into batches: one input size per batch of a dynamic model."""
+        if self.window is None and self.spec.dynamic_hw:
+            return same_size_runs(sizes)
+        return [range(len(sizes))]
+
+    def model_buffers(self, shape: tuple[int, ...]) -> tuple[DeviceBuffer, DeviceBuffer]:
+        """The model's input and output buffers, large enough for an input of `shape`; a buffer that grows
+        drops the CUDA graphs that captured the old one."""
+        need_in = int(np.prod(shape)) * self.executor.input.dtype.itemsize
+        need_out = int(np.prod(self.executor.output_shape(shape))) * self.executor.output.dtype.itemsize
+        before = (self.model_input.device, self.model_output.device)
+        buffers = self._grown(self.model_input, need_in), self._grown(self.model_output, need_out)
+        if buffers != before:
+            for graph in self._graphs.values():
+                graph.close()
+            self._graphs.clear()
+        return buffers
+
+    def _grown(self, growable: Growable, nbytes: int) -> DeviceBuffer:
+        """`growable`'s device buffer of at least `nbytes`; when it has to grow, the work queued on the
+        old one finishes first (it is freed)."""
+        if growable.device is not None and growable.device.nbytes < nbytes:
+            self.stream.synchronize()
+        return growable.ensure(nbytes)
 
     @functools.cached_property
     def jpeg(self) -> GpuJpegEncoder | None:
@@ -152,28 +190,76 @@ class GpuPipeline:
 
     def _enqueue(self, slot: _Slot, staged: list[StagedImage], overlay: bool) -> None:
         self.context.make_current()  # the caller may be any thread: a server worker, a pipeline stage
-        slot.staged, slot.overlay = staged, overlay
         sizes = [(s.height, s.width) for s in staged]
+        if len(self.batches(sizes)) > 1:
+            raise ValueError("a dynamic-shape model's batch holds images of one size (Segmenter.run splits them)")
+        slot.staged, slot.overlay = staged, overlay
         e = slot.events
         self._mark(e[0], self.copy_stream)
         images = slot.images.ensure(sum(s.nbytes for s in staged))
         offsets = slot.offsets = upload(staged, images, self.copy_stream)
         e[1].record(self.copy_stream)  # always: the compute stream waits for it
         self.stream.wait(e[1])
-        self._mark(e[2], self.stream)
-        self.kernels.preprocess_batch(self.stream, self.spec, images.ptr, offsets, sizes, self.model_input.ptr,
-                                      self.executor.input.dtype)
-        self._mark(e[3], self.stream)
-        self.infer(len(staged))
-        self._mark(e[4], self.stream)
         labels = slot.labels.ensure(sum(h * w for h, w in sizes))
-        total = self.kernels.postprocess_batch(self.stream, self.model_output.ptr, self.executor.output.dtype,
-                                               self.output_image_shape, sizes, labels.ptr)
-        self._mark(e[5], self.stream)
+        if self.window is not None:
+            self._mark(e[2], self.stream)
+            for offset, (h, w), at in zip(offsets, sizes, np.cumsum([0] + [h * w for h, w in sizes])):
+                self._slide(self.window, images.ptr + offset, h, w, labels.ptr + int(at))
+            for event in e[3:6]:
+                self._mark(event, self.stream)  # one stage: crops, inference and sums interleave
+            total = sum(h * w for h, w in sizes)
+        else:
+            total = self._segment(e, images.ptr, offsets, sizes, labels.ptr)
         if overlay:
             self._queue_overlays(slot, images, offsets, labels, sizes)
         self.stream.copy_to_host(slot.labels.pinned_host(), labels, total)
         e[6].record(self.stream)  # always: `result` waits for it
+
+    def _segment(self, e: list[Event], images_ptr: int, offsets: list[int], sizes: list[tuple[int, int]],
+                 labels_ptr: int) -> int:
+        """Preprocessing, inference and postprocessing of a batch whose images are on the GPU; the
+        labels' total bytes."""
+        shape = self.input_shape(len(sizes), *sizes[0])
+        model_input, model_output = self.model_buffers(shape)
+        self._mark(e[2], self.stream)
+        self.kernels.preprocess_batch(self.stream, self.spec, images_ptr, offsets, sizes, model_input.ptr,
+                                      self.executor.input.dtype)
+        self._mark(e[3], self.stream)
+        self.infer(shape)
+        self._mark(e[4], self.stream)
+        total = self.kernels.postprocess_batch(self.stream, model_output.ptr, self.executor.output.dtype,
+                                               self.executor.output_shape(shape)[1:], sizes, labels_ptr)
+        self._mark(e[5], self.stream)
+        return total
+
+    def _slide(self, window: SlideWindow, image_ptr: int, height: int, width: int, labels_ptr: int) -> None:
+        """Sliding-window labels of one uploaded image: per strip of rows, the crops that reach into it
+        are preprocessed and run `max_batch` at a time, their scores summed into the strip, and its
+        labels taken from sum / count (PaddleSeg's slide_inference; paddleseg/slide.py is the CPU twin)."""
+        classes = self.executor.output.shape[1]
+        crop_hw = (min(window.crop[1], height), min(window.crop[0], width))
+        in_dtype, out_dtype = self.executor.input.dtype, self.executor.output.dtype
+        boxes = crop_boxes(height, width, window)
+        for strip in strips(height, width, classes, window):
+            rows = strip[1] - strip[0]
+            sums = self._grown(self._sums, classes * rows * width * 4)
+            counts = self._grown(self._counts, rows * width * 4)
+            self.stream.zero(sums, classes * rows * width * 4)
+            self.stream.zero(counts, rows * width * 4)
+            for part in chunks(boxes_in_strip(boxes, strip), self.max_batch):
+                shape = self.input_shape(len(part), *crop_hw)
+                model_input, model_output = self.model_buffers(shape)
+                in_bytes = int(np.prod(shape[1:])) * in_dtype.itemsize
+                out_bytes = int(np.prod(self.executor.output_shape(shape)[1:])) * out_dtype.itemsize
+                for k, box in enumerate(part):
+                    self.kernels.preprocess(self.stream, self.spec, image_ptr + (box.y1 * width + box.x1) * 3,
+                                            *crop_hw, model_input.ptr + k * in_bytes, in_dtype, src_stride=width * 3)
+                self.infer(shape)
+                for k, box in enumerate(part):
+                    self.kernels.slide_accumulate(self.stream, model_output.ptr + k * out_bytes, out_dtype, classes,
+                                                  crop_hw, (box.y1, box.x1), sums.ptr, counts.ptr, strip, width)
+            self.kernels.slide_labels(self.stream, sums.ptr, counts.ptr, classes, rows, width,
+                                      labels_ptr + strip[0] * width)
 
     def _mark(self, event: Event, stream: Stream) -> None:
         """A stage boundary, recorded only while timing: each CUDA call made here gives up the GIL, and
@@ -190,19 +276,21 @@ class GpuPipeline:
         if self.jpeg is None:  # OpenCV encodes them on the CPU
             self.stream.copy_to_host(slot.overlays.pinned_host(), blended, nbytes)
 
-    def infer(self, batch: int) -> None:
-        """Queues inference on the model buffers: a CUDA graph replay when enabled (captured once per batch)."""
+    def infer(self, shape: tuple[int, ...]) -> None:
+        """Queues inference of an NCHW input of `shape` on the model buffers: a CUDA graph replay when
+        enabled (captured once per shape, so only where the shape repeats is it replayed)."""
+        model_input, model_output = self.model_buffers(shape)
         if not self.cuda_graph:
-            self.executor.enqueue(self.model_input.ptr, self.model_output.ptr, batch, self.stream)
+            self.executor.enqueue(model_input.ptr, model_output.ptr, shape, self.stream)
             return
         self.context.make_current()
-        if batch not in self._graphs:
+        if shape not in self._graphs:
             # One plain enqueue first: TensorRT allocates and sets shapes lazily, which capture cannot hold.
-            self.executor.enqueue(self.model_input.ptr, self.model_output.ptr, batch, self.stream)
+            self.executor.enqueue(model_input.ptr, model_output.ptr, shape, self.stream)
             self.stream.synchronize()
-            self._graphs[batch] = CudaGraph(self.stream, lambda: self.executor.enqueue(
-                self.model_input.ptr, self.model_output.ptr, batch, self.stream))
-        self._graphs[batch].launch(self.stream)
+            self._graphs[shape] = CudaGraph(self.stream, lambda: self.executor.enqueue(
+                model_input.ptr, model_output.ptr, shape, self.stream))
+        self._graphs[shape].launch(self.stream)
 
     def close(self) -> None:
         self.context.make_current()
@@ -212,5 +300,7 @@ class GpuPipeline:
             slot.close()
         self.pool.close()
         self.kernels.close()
-        for owned in (*self._graphs.values(), self.model_input, self.model_output, self.palette, self.copy_stream):
+        for growable in (self.model_input, self.model_output, self._sums, self._counts):
+            growable.close()
+        for owned in (*self._graphs.values(), self.palette, self.copy_stream):
             owned.close()

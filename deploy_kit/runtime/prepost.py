@@ -36,17 +36,19 @@ class GpuPrePost:
         self._palette: DeviceBuffer | None = None
 
     def preprocess(self, images: Sequence[np.ndarray], spec: PreprocessSpec, dtype: np.dtype) -> np.ndarray:
-        """The model input (N x 3 x H x W of `dtype`) for BGR uint8 images of any sizes, as `spec` says."""
+        """The model input (N x 3 x H x W of `dtype`) for BGR uint8 images of any sizes, as `spec` says (a
+        dynamic-shape model's images share one size: theirs)."""
+        height, width = spec.input_hw(images[0].shape[0], images[0].shape[1])
         with self._lock:
             self.context.make_current()
             source, offsets, _staged = self._upload_images(images)
-            nbytes = len(images) * 3 * spec.height * spec.width * np.dtype(dtype).itemsize
+            nbytes = len(images) * 3 * height * width * np.dtype(dtype).itemsize
             target = self._inputs.ensure(nbytes)
             self.kernels.preprocess_batch(self.stream, spec, source.ptr, offsets,
                                           [(image.shape[0], image.shape[1]) for image in images], target.ptr, dtype)
             self.stream.copy_to_host(self._inputs.pinned_host(), target, nbytes)
             self.stream.synchronize()
-            return self._inputs.pinned_host().view(dtype, (len(images), 3, spec.height, spec.width)).copy()
+            return self._inputs.pinned_host().view(dtype, (len(images), 3, height, width)).copy()
 
     def postprocess(self, scores: np.ndarray, sizes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
         """uint8 label maps at `sizes` from a batch of model outputs (N x classes x h x w, or int32 labels)."""

@@ -17,8 +17,9 @@ from ..backends.base import DeviceExecutor, HostExecutor
 from ..cuda import CudaContext, Stream
 from ..paddleseg.postprocess import postprocess_cpu
 from ..paddleseg.preprocess import PreprocessSpec, preprocess_cpu
+from ..paddleseg.slide import SlideWindow, check_crop_fits, slide_cpu
 from .gpu_pipeline import GpuPipeline, StagedImage
-from .stream import BatchOutputs
+from .stream import BatchOutputs, same_size_runs
 
 
 Pending = Callable[[], BatchOutputs]  # waits for a submitted batch and gives its label maps (and overlays)
@@ -44,16 +45,26 @@ class Session(Protocol):
         """Releases everything the session opened (idempotent)."""
 
 
+def check_input(image: np.ndarray, spec: PreprocessSpec, window: SlideWindow | None,
+                model_hw: tuple[int, int] | None) -> None:
+    """Refuses, before any work, an image the model cannot take: outside a dynamic model's profile, or
+    smaller than a fixed-size model's crop when sliding."""
+    if window is not None:
+        check_crop_fits(image.shape[0], image.shape[1], window, model_hw)
+    elif spec.dynamic_hw:
+        spec.check_size(image.shape[0], image.shape[1])
+
+
 class HostSession:
     in_flight = 1  # ONNX Runtime on the CPU already uses every core for one batch
     makes_overlays = False  # the caller blends them where the images are
 
-    def __init__(self, executor: HostExecutor, spec: PreprocessSpec, max_batch: int) -> None:
-        self.executor, self.spec, self.max_batch = executor, spec, max_batch
+    def __init__(self, executor: HostExecutor, spec: PreprocessSpec, max_batch: int,
+                 window: SlideWindow | None = None) -> None:
+        self.executor, self.spec, self.max_batch, self.window = executor, spec, max_batch, window
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
-        if self.spec.dynamic_hw:
-            self.spec.check_size(image.shape[0], image.shape[1])
+        check_input(image, self.spec, self.window, self.executor.input.fixed_hw)
         return preprocess_cpu(image, self.spec)
 
     def submit(self, images: Sequence[np.ndarray], prepared: Sequence[Any] | None = None,
@@ -63,14 +74,14 @@ class HostSession:
 
     def run(self, images: Sequence[np.ndarray], prepared: Sequence[Any] | None = None) -> list[np.ndarray]:
         inputs = list(prepared) if prepared is not None else [self.prepare(image) for image in images]
-        if self.spec.dynamic_hw:  # each image at its own size: one at a time
-            return [self._run([image], [tensor])[0] for image, tensor in zip(images, inputs)]
-        return self._run(images, inputs)
-
-    def _run(self, images: Sequence[np.ndarray], inputs: list[np.ndarray]) -> list[np.ndarray]:
-        outputs = self.executor.run(np.stack(inputs))
-        return [postprocess_cpu(output, (image.shape[0], image.shape[1]), self.spec.dynamic_hw)
-                for output, image in zip(outputs, images)]
+        if self.window is not None:
+            classes = self.executor.output.shape[1]
+            return [slide_cpu(tensor, self.window, classes, self.executor.run, self.max_batch) for tensor in inputs]
+        labels: list[np.ndarray] = []
+        for run in same_size_runs([(tensor.shape[1], tensor.shape[2]) for tensor in inputs]):  # one size a batch
+            outputs = self.executor.run(np.stack([inputs[i] for i in run]))
+            labels += [postprocess_cpu(output, (images[i].shape[0], images[i].shape[1])) for output, i in zip(outputs, run)]
+        return labels
 
     def close(self) -> None:
         self.executor.close()
@@ -80,7 +91,8 @@ class GpuSession:
     makes_overlays = True
 
     def __init__(self, open_executor: Callable[[Stream], DeviceExecutor], spec: PreprocessSpec, device: int,
-                 max_batch: int, cuda_graph: bool = False, in_flight: int = 3) -> None:
+                 max_batch: int, cuda_graph: bool = False, in_flight: int = 3,
+                 window: SlideWindow | None = None) -> None:
         self.max_batch, self.in_flight = max_batch, in_flight
         self._lock = threading.Lock()
         self.context = CudaContext(device)
@@ -91,24 +103,31 @@ class GpuSession:
             self.stream = Stream()
             self.executor = open_executor(self.stream)
             self.pipeline = GpuPipeline(self.executor, spec, self.context, self.stream, max_batch, cuda_graph,
-                                        in_flight)
+                                        in_flight, window)
         except BaseException:
             self.close()  # what was opened before the failure is released now, not at garbage collection
             raise
 
     def prepare(self, image: np.ndarray) -> StagedImage:
-        """The image copied into pinned memory, so the batch's upload is one asynchronous copy each."""
-        return self._open_pipeline().stage(image)
+        """The image checked and copied into pinned memory, so the batch's upload is one asynchronous copy."""
+        pipeline = self._open_pipeline()
+        check_input(image, pipeline.spec, pipeline.window, pipeline.executor.input.fixed_hw)
+        return pipeline.stage(image)
 
     def submit(self, images: Sequence[np.ndarray], prepared: Sequence[Any] | None = None,
                overlay: bool = False) -> Pending:
         pipeline = self._open_pipeline()
-        staged = list(prepared) if prepared is not None else [pipeline.stage(image) for image in images]
+        staged = list(prepared) if prepared is not None else [self.prepare(image) for image in images]
         slot = pipeline.submit(staged, overlay)
         return lambda: pipeline.result(slot)
 
     def run(self, images: Sequence[np.ndarray], prepared: Sequence[Any] | None = None) -> list[np.ndarray]:
-        return self.submit(images, prepared)().labels
+        staged = list(prepared) if prepared is not None else [self.prepare(image) for image in images]
+        pipeline = self._open_pipeline()
+        labels: list[np.ndarray] = []
+        for run in pipeline.batches([(s.height, s.width) for s in staged]):
+            labels += self.submit([images[i] for i in run], [staged[i] for i in run])().labels
+        return labels
 
     def _open_pipeline(self) -> GpuPipeline:
         with self._lock:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Generic, Hashable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
@@ -45,10 +45,11 @@ class StreamItem(Generic[Source]):
 
 
 def stream(sources: Iterable[Source], decode: Decode[Source], submit: Submit, batch: int, workers: int,
-           keep_images: bool = False, in_flight: int = 1) -> Iterator[StreamItem[Source]]:
+           keep_images: bool = False, in_flight: int = 1,
+           batch_key: Callable[[Any], Hashable] | None = None) -> Iterator[StreamItem[Source]]:
     """Decodes `sources` on `workers` threads ahead of `submit`, which gets batches of at most `batch`
-    decoded images, at most `in_flight` of them not yet collected; yields every source's outcome in
-    input order. Stopping the iteration (or Ctrl-C) cancels what was not started and waits for the
+    decoded images of one `batch_key` (a dynamic-shape model's batch is of one size), at most `in_flight`
+    of them not yet collected; yields every source's outcome in input order. Stopping the iteration (or Ctrl-C) cancels what was not started and waits for the
     decodes and batches under way."""
     pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="deploy-kit-decode")
     pending: collections.deque[tuple[Source, Future[Any]]] = collections.deque()
@@ -67,7 +68,7 @@ def stream(sources: Iterable[Source], decode: Decode[Source], submit: Submit, ba
         fill()
         while pending or flying:
             if pending:
-                ready = _next_batch(pending, batch, fill)
+                ready = _next_batch(pending, batch, fill, batch_key)
                 flying.append((ready, _submitted(ready, submit)))
             if len(flying) >= max(1, in_flight) or not pending:
                 yield from _collected(*flying.popleft(), keep_images)
@@ -91,19 +92,36 @@ def _collect_abandoned(flying: collections.deque[tuple[list[StreamItem[Source]],
 _END = object()
 
 
-def _next_batch(pending: collections.deque[tuple[Source, Future[Any]]], batch: int,
-                fill: Callable[[], None]) -> list[StreamItem[Source]]:
-    """Items in input order up to and including the `batch`-th decoded image (failures ride along)."""
+def same_size_runs(sizes: Sequence[tuple[int, int]]) -> list[range]:
+    """Index ranges of consecutive equal sizes: what one batch of a dynamic-shape model may hold."""
+    runs: list[range] = []
+    start = 0
+    for index in range(1, len(sizes) + 1):
+        if index == len(sizes) or sizes[index] != sizes[start]:
+            runs.append(range(start, index))
+            start = index
+    return runs
+
+
+def _next_batch(pending: collections.deque[tuple[Source, Future[Any]]], batch: int, fill: Callable[[], None],
+                batch_key: Callable[[Any], Hashable] | None) -> list[StreamItem[Source]]:
+    """Items in input order up to and including the `batch`-th decoded image, stopping before a decoded
+    image of another `batch_key` (failures ride along)."""
     ready: list[StreamItem[Source]] = []
-    decoded = 0
-    while pending and decoded < batch:
-        source, future = pending.popleft()
-        fill()
+    keys: set[Hashable] = set()
+    while pending and sum(item.error is None for item in ready) < batch:
+        source, future = pending[0]
         try:
-            ready.append(StreamItem(source, image=future.result()))
-            decoded += 1
+            image = future.result()
         except DeployKitError as exc:
             ready.append(StreamItem(source, error=exc))
+        else:
+            keys.add(batch_key(image) if batch_key is not None else None)
+            if len(keys) > 1:
+                break  # the next batch starts with it
+            ready.append(StreamItem(source, image=image))
+        pending.popleft()
+        fill()
     return ready
 
 

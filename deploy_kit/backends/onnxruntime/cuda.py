@@ -7,6 +7,7 @@ kernels and copies queue around inference on one stream with no host round trip.
 
 from __future__ import annotations
 
+import collections
 import logging
 from pathlib import Path
 from typing import Any
@@ -33,13 +34,20 @@ def cuda_provider_available() -> bool:
 
 
 class OnnxRuntimeCudaExecutor(DeviceExecutor):
-    """One ONNX Runtime CUDA session per batch size used, each on a copy of the graph with that batch
-    fixed: ONNX Runtime then folds the shape arithmetic it would otherwise run on the CPU, so every node
-    runs on the GPU and the session captures itself as a CUDA graph on the runtime's stream and replays
-    it (the bound buffers never move). A graph ONNX Runtime cannot capture runs without one."""
+    """ONNX Runtime CUDA sessions on copies of the graph with the input shape fixed: ONNX Runtime then
+    folds the shape arithmetic it would otherwise run on the CPU, so every node runs on the GPU and the
+    session captures itself as a CUDA graph on the runtime's stream and replays it (the bound buffers
+    never move). A graph ONNX Runtime cannot capture runs without one.
+
+    A fixed-size model gets one such session per batch size. A dynamic-shape model runs every shape on
+    one dynamic-shape session; a shape seen `static_after` times gets a static session of its own (at
+    most `static_shapes` of them, the least recently used closed first), so a folder of one size or a
+    video replays CUDA graphs while a folder of mixed sizes needs no session per size."""
 
     name = "onnxruntime-cuda"
     captures_itself = True
+    static_after = 3
+    static_shapes = 2
 
     def __init__(self, onnx_path: Path, device_index: int, stream: Stream, cuda_graphs: bool = True) -> None:
         import onnxruntime as ort
@@ -51,24 +59,41 @@ class OnnxRuntimeCudaExecutor(DeviceExecutor):
         self._run_options = ort.RunOptions()
         # The runtime orders work on its stream itself; a sync per run would serialize the pipeline.
         self._run_options.add_run_config_entry("disable_synchronize_execution_providers", "1")
-        self._sessions: dict[int, Any] = {}
-        self._bindings: dict[tuple[int, int, int], Any] = {}
-        self.graph_replays: dict[int, bool] = {}  # batch -> whether its session replays a CUDA graph
-        self._session(max(1, self.input.shape[0]))  # fails here, not mid-stream, when CUDA is unusable
+        self._sessions: collections.OrderedDict[tuple[int, ...], Any] = collections.OrderedDict()
+        self._dynamic: Any = None
+        self._seen: collections.Counter[tuple[int, ...]] = collections.Counter()
+        self._bindings: collections.OrderedDict[tuple[Any, ...], Any] = collections.OrderedDict()
+        self.graph_replays: dict[tuple[int, ...], bool] = {}  # static shape -> whether its session replays a CUDA graph
+        if self.input.fixed_hw is None:
+            self._dynamic = self._open(onnx_path, False)  # fails here, not mid-stream, when CUDA is unusable
+        else:
+            self._session((max(1, self.input.shape[0]), *self.input.shape[1:]))
 
-    def _session(self, batch: int) -> Any:
-        if batch not in self._sessions:
-            graph = static_batch_graph(self.onnx_path, batch)
-            session = self._open(graph, self.cuda_graphs)
-            self.graph_replays[batch] = self.cuda_graphs and session is not None
-            self._sessions[batch] = session if session is not None else self._open(graph, False)
-        return self._sessions[batch]
+    def _session(self, shape: tuple[int, ...]) -> Any:
+        """The session that runs `shape`: its static one, or the dynamic one until the shape repeats."""
+        if shape in self._sessions:
+            self._sessions.move_to_end(shape)
+            return self._sessions[shape]
+        if self._dynamic is not None:
+            self._seen[shape] += 1
+            if not self.static_after or self._seen[shape] < self.static_after:
+                return self._dynamic
+        graph = static_shape_graph(self.onnx_path, shape)
+        session = self._open(graph, self.cuda_graphs)
+        self.graph_replays[shape] = self.cuda_graphs and session is not None
+        self._sessions[shape] = session if session is not None else self._open(graph, False)
+        if self._dynamic is not None and len(self._sessions) > self.static_shapes:
+            evicted, _ = self._sessions.popitem(last=False)  # its CUDA memory goes with it
+            self._bindings = collections.OrderedDict((k, v) for k, v in self._bindings.items() if k[2] != evicted)
+        return self._sessions[shape]
 
     def _open(self, graph: Path, cuda_graph: bool) -> Any:
         import onnxruntime as ort
 
         options = {"device_id": self.device_index, "user_compute_stream": str(self.stream.ptr),
-                   "cudnn_conv_algo_search": "HEURISTIC", "enable_cuda_graph": "1" if cuda_graph else "0"}
+                   "cudnn_conv_algo_search": "HEURISTIC", "enable_cuda_graph": "1" if cuda_graph else "0",
+                   # grow the arena by what a new input size needs, not to the next power of two
+                   "arena_extend_strategy": "kSameAsRequested"}
         try:
             session = ort.InferenceSession(str(graph), quiet_session_options(),
                                            providers=[("CUDAExecutionProvider", options)])
@@ -84,39 +109,46 @@ class OnnxRuntimeCudaExecutor(DeviceExecutor):
                                            hint="install onnxruntime-gpu matching your CUDA, or use --backend onnxruntime-cpu")
         return session
 
-    def _binding(self, input_ptr: int, output_ptr: int, batch: int) -> Any:
-        key = (input_ptr, output_ptr, batch)
+    def _binding(self, session: Any, input_ptr: int, output_ptr: int, shape: tuple[int, ...]) -> Any:
+        key = (input_ptr, output_ptr, shape, id(session))
         if key not in self._bindings:
-            binding = self._session(batch).io_binding()
-            binding.bind_input(self.input.name, "cuda", self.device_index, self.input.dtype,
-                               (batch, *self.input.shape[1:]), input_ptr)
+            binding = session.io_binding()
+            binding.bind_input(self.input.name, "cuda", self.device_index, self.input.dtype, shape, input_ptr)
             binding.bind_output(self.output.name, "cuda", self.device_index, self.output.dtype,
-                                self.output_shape(batch), output_ptr)
+                                self.output_shape(shape), output_ptr)
             self._bindings[key] = binding
+            while len(self._bindings) > 64:  # mixed sizes: bindings of sizes long gone
+                self._bindings.popitem(last=False)
         return self._bindings[key]
 
-    def enqueue(self, input_ptr: int, output_ptr: int, batch: int, stream: Stream) -> None:
+    def enqueue(self, input_ptr: int, output_ptr: int, input_shape: tuple[int, ...], stream: Stream) -> None:
         if stream is not self.stream:
             raise ValueError("this ONNX Runtime session computes on the stream it was created with")
-        self._session(batch).run_with_iobinding(self._binding(input_ptr, output_ptr, batch), self._run_options)
+        shape = tuple(int(d) for d in input_shape)
+        session = self._session(shape)
+        session.run_with_iobinding(self._binding(session, input_ptr, output_ptr, shape), self._run_options)
 
     def close(self) -> None:
         self._bindings.clear()
         self._sessions.clear()  # the sessions' CUDA memory goes now, while the context lives
+        self._dynamic = None
 
 
-def static_batch_graph(onnx_path: Path, batch: int) -> Path:
-    """A copy of the graph with its batch dimension fixed to `batch`, cached beside other runtime files."""
+def static_shape_graph(onnx_path: Path, shape: tuple[int, ...]) -> Path:
+    """A copy of the graph with its input fixed to `shape` (NCHW), cached beside other runtime files."""
     digest = sha256_file(onnx_path)[:16]
-    path = cache_root() / "onnxruntime" / f"{onnx_path.stem}-{digest}-batch{batch}.onnx"
+    path = cache_root() / "onnxruntime" / f"{onnx_path.stem}-{digest}-{'x'.join(map(str, shape))}.onnx"
     if path.is_file():
         return path
     model = onnx.load(str(onnx_path))
-    for value in (*model.graph.input, *model.graph.output):
+    for dim, size in zip(model.graph.input[0].type.tensor_type.shape.dim, shape):
+        dim.Clear()
+        dim.dim_value = size
+    for value in model.graph.output:  # the batch; ONNX Runtime infers dynamic H and W from the input
         dims = value.type.tensor_type.shape.dim
         if dims and not dims[0].HasField("dim_value"):
-            dims[0].dim_value = batch
-    del model.graph.value_info[:]  # inferred shapes of the dynamic batch; ONNX Runtime infers them anew
+            dims[0].dim_value = shape[0]
+    del model.graph.value_info[:]  # inferred shapes of the dynamic graph; ONNX Runtime infers them anew
     with atomic_output(path) as tmp:
         onnx.save(model, str(tmp))
     return path

@@ -54,10 +54,13 @@ class TensorRTExecutor(DeviceExecutor):
     def released(self) -> bool:
         return self._runtime is None and self.engine is None and self.context is None
 
-    def enqueue(self, input_ptr: int, output_ptr: int, batch: int, stream: Stream) -> None:
+    def enqueue(self, input_ptr: int, output_ptr: int, input_shape: tuple[int, ...], stream: Stream) -> None:
         if self.context is None:
             raise EngineCompatibilityError("the TensorRT executor was closed", hint="open a new Segmenter")
-        self.context.set_input_shape(self.input.name, (batch, *self.input.shape[1:]))
+        if not self.context.set_input_shape(self.input.name, input_shape):
+            raise EngineCompatibilityError(f"input {'x'.join(map(str, input_shape))} is outside the engine's profile",
+                                           note="; ".join(self._logger.errors[-1:]) or None,
+                                           hint="re-convert with --shapes-from DIR, or infer with --crop-size W,H")
         self.context.set_tensor_address(self.input.name, input_ptr)
         self.context.set_tensor_address(self.output.name, output_ptr)
         for name in self._scratch:
