@@ -55,6 +55,10 @@ class DeviceExecutor(abc.ABC):
     def enqueue(self, input_ptr: int, output_ptr: int, input_shape: tuple[int, ...], stream: Stream) -> None:
         """Queues one inference of an NCHW input of `input_shape`; returns before it finishes."""
 
+    def buffers_moved(self) -> None:
+        """The runtime reallocated the input and output buffers: what captured their old addresses (CUDA
+        graphs) must not run again."""
+
     def close(self) -> None:
         """Releases the executor's resources (idempotent)."""
 

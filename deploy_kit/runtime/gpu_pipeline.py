@@ -122,15 +122,16 @@ class GpuPipeline:
 
     def model_buffers(self, shape: tuple[int, ...]) -> tuple[DeviceBuffer, DeviceBuffer]:
         """The model's input and output buffers, large enough for an input of `shape`; a buffer that grows
-        drops the CUDA graphs that captured the old one."""
+        drops the CUDA graphs that captured the old one (ours and the executor's)."""
         need_in = int(np.prod(shape)) * self.executor.input.dtype.itemsize
         need_out = int(np.prod(self.executor.output_shape(shape))) * self.executor.output.dtype.itemsize
         before = (self.model_input.device, self.model_output.device)
         buffers = self._grown(self.model_input, need_in), self._grown(self.model_output, need_out)
-        if buffers != before:
+        if buffers != before and before != (None, None):
             for graph in self._graphs.values():
                 graph.close()
             self._graphs.clear()
+            self.executor.buffers_moved()
         return buffers
 
     def _grown(self, growable: Growable, nbytes: int) -> DeviceBuffer:

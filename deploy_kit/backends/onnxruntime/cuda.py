@@ -40,9 +40,9 @@ class OnnxRuntimeCudaExecutor(DeviceExecutor):
     never move). A graph ONNX Runtime cannot capture runs without one.
 
     A fixed-size model gets one such session per batch size. A dynamic-shape model runs every shape on
-    one dynamic-shape session; a shape seen `static_after` times gets a static session of its own (at
-    most `static_shapes` of them, the least recently used closed first), so a folder of one size or a
-    video replays CUDA graphs while a folder of mixed sizes needs no session per size."""
+    one dynamic-shape session; a shape that runs `static_after` times in a row gets a static session of
+    its own (at most `static_shapes` of them, the least recently used closed first), so a folder of one
+    size or a video replays CUDA graphs while a folder of mixed sizes makes no session per size."""
 
     name = "onnxruntime-cuda"
     captures_itself = True
@@ -61,7 +61,7 @@ class OnnxRuntimeCudaExecutor(DeviceExecutor):
         self._run_options.add_run_config_entry("disable_synchronize_execution_providers", "1")
         self._sessions: collections.OrderedDict[tuple[int, ...], Any] = collections.OrderedDict()
         self._dynamic: Any = None
-        self._seen: collections.Counter[tuple[int, ...]] = collections.Counter()
+        self._run: tuple[tuple[int, ...] | None, int] = (None, 0)  # the last shape, and how many times in a row
         self._bindings: collections.OrderedDict[tuple[Any, ...], Any] = collections.OrderedDict()
         self.graph_replays: dict[tuple[int, ...], bool] = {}  # static shape -> whether its session replays a CUDA graph
         if self.input.fixed_hw is None:
@@ -75,8 +75,9 @@ class OnnxRuntimeCudaExecutor(DeviceExecutor):
             self._sessions.move_to_end(shape)
             return self._sessions[shape]
         if self._dynamic is not None:
-            self._seen[shape] += 1
-            if not self.static_after or self._seen[shape] < self.static_after:
+            last, count = self._run
+            self._run = (shape, count + 1 if shape == last else 1)
+            if not self.static_after or self._run[1] < self.static_after:
                 return self._dynamic
         graph = static_shape_graph(self.onnx_path, shape)
         session = self._open(graph, self.cuda_graphs)
@@ -130,6 +131,13 @@ class OnnxRuntimeCudaExecutor(DeviceExecutor):
         shape = tuple(int(d) for d in input_shape)
         session = self._session(shape)
         session.run_with_iobinding(self._binding(session, input_ptr, output_ptr, shape), self._run_options)
+
+    def buffers_moved(self) -> None:
+        """A static session replays the CUDA graph it captured on the old buffers' addresses: they are
+        dropped, and made again when their shape runs (repeats, for a dynamic model) on the new buffers."""
+        self._sessions.clear()
+        self._run = (None, 0)
+        self._bindings.clear()
 
     def close(self) -> None:
         self._bindings.clear()
