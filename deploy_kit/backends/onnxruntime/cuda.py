@@ -48,6 +48,8 @@ class OnnxRuntimeCudaExecutor(DeviceExecutor):
     captures_itself = True
     static_after = 3
     static_shapes = 2
+    conv_algo_search = "HEURISTIC"  # cuDNN's choice per convolution shape: HEURISTIC, DEFAULT or EXHAUSTIVE
+    provider_options: dict[str, str] = {}  # more CUDA provider options (benchmarks compare them)
 
     def __init__(self, onnx_path: Path, device_index: int, stream: Stream, cuda_graphs: bool = True) -> None:
         import onnxruntime as ort
@@ -92,12 +94,12 @@ class OnnxRuntimeCudaExecutor(DeviceExecutor):
         import onnxruntime as ort
 
         options = {"device_id": self.device_index, "user_compute_stream": str(self.stream.ptr),
-                   "cudnn_conv_algo_search": "HEURISTIC", "enable_cuda_graph": "1" if cuda_graph else "0",
+                   "cudnn_conv_algo_search": self.conv_algo_search, "enable_cuda_graph": "1" if cuda_graph else "0",
                    # grow the arena by what a new input size needs, not to the next power of two
                    "arena_extend_strategy": "kSameAsRequested",
                    # FP32 means FP32, as Paddle computes it: TF32 convolutions changed 0.07% of a random-weight
                    # UNet's labels (measured, H200); FP16 and INT8 are the precisions that trade accuracy
-                   "use_tf32": "0"}
+                   "use_tf32": "0", **self.provider_options}
         try:
             session = ort.InferenceSession(str(graph), quiet_session_options(),
                                            providers=[("CUDAExecutionProvider", options)])
