@@ -5,8 +5,10 @@ python-backend models and answers with the labels `infer` writes."""
 from __future__ import annotations
 
 import functools
-
 import json
+import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -36,6 +38,34 @@ def test_configs_parse_into_tritons_model_config(onnx_model, tmp_path):
     assert list(parsed["seg_postprocess"].input[0].dims) == [5, 256, 512]
     kinds = {name: [group.kind for group in config.instance_group] for name, config in parsed.items()}
     assert kinds == {name: [model_config_pb2.ModelInstanceGroup.KIND_GPU] for name in parsed}
+
+
+def test_repository_holds_what_each_model_reads_once_and_installs_deploy_kit(onnx_model, tmp_path, capsys):
+    """No raw export, no TensorRT-RTX plan, the graph once; deploy-kit itself installs from the repository
+    with the command `export-triton` prints (its pip step, run here into a folder of its own)."""
+    require("tritonclient")
+    repo = tmp_path / "repo"
+    assert main(["export-triton", "--model", str(onnx_model), "-o", str(repo), "--cpu"]) == 0
+    printed = capsys.readouterr().out
+    files = [p for p in repo.rglob("*") if p.is_file()]
+    graphs = [p for p in files if p.suffix == ".onnx"]
+    assert [p.name for p in graphs] == ["model.opt.onnx"] and not [p for p in files if ".engine" in p.name]
+    assert sum(p.stat().st_size for p in files) < graphs[0].stat().st_size + (2 << 20)
+    assert "--gpus" not in printed and 'pip install "/models/seg/1/deploy-kit[cpu]"' in printed
+    assert main(["export-triton", "--model", str(onnx_model), "-o", str(tmp_path / "gpu-repo")]) == 0
+    assert "--gpus all" in capsys.readouterr().out
+
+    target = tmp_path / "site"
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
+                          str(repo / "seg" / "1" / "deploy-kit")], capture_output=True, text=True)
+    assert pip.returncode == 0, pip.stderr[-2000:]
+    probe = ("import deploy_kit, deploy_kit.serve.requests; from importlib import resources; "
+             "print(deploy_kit.__file__); print(resources.files('deploy_kit.runtime').joinpath('kernels', "
+             "'slide.cu').is_file())")
+    ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(target)})
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split() == [str(target / "deploy_kit" / "__init__.py"), "True"]
 
 
 def test_tensorrt_plan_config_of_a_real_engine(paddle_model, tmp_path):

@@ -18,7 +18,7 @@ from ..errors import EXIT_OK, ConfigError
 from ..images import DEFAULT_MAX_PIXELS
 from ..paddleseg.demo import restore_default_model
 from ..segmenter import resolve_model
-from ..serve.repository import RepositoryOptions, export_repository
+from ..serve.repository import RepositoryOptions, export_repository, install_command
 
 DEFAULTS = RepositoryOptions()
 
@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if f"{args.name}_trt" not in models:
         print("no full-TensorRT engine in the convert output: no tensorrt_plan model or ensemble "
               "(TensorRT-RTX plans do not load in Triton's TensorRT backend)")
-    print(f"next: docker run --gpus all --rm -p 8000:8000 -p 8001:8001 -p 8002:8002 -v {args.out.resolve()}:/models "
-          "nvcr.io/nvidia/tritonserver:<yy.mm>-py3 sh -c 'pip install deploy-kit && tritonserver --model-repository=/models'")
+    gpus = "" if args.cpu else "--gpus all "
+    print(f"next: docker run {gpus}--rm -p 8000:8000 -p 8001:8001 -p 8002:8002 -v {args.out.resolve()}:/models "
+          f"nvcr.io/nvidia/tritonserver:<yy.mm>-py3 sh -c '{install_command(options)}'")
     return EXIT_OK

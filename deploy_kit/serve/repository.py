@@ -9,29 +9,36 @@
 
 The last two exist only when the convert output has a full-TensorRT engine: TensorRT-RTX plans do not
 load in Triton's TensorRT backend. Every config.pbtxt is parsed into tritonclient's ModelConfig before
-it is written.
+it is written. Each model gets only the files it reads: `<name>` the graphs and full-TensorRT engine the
+runtime runs, `<name>_preprocess` the preprocessing record (convert.json), `<name>_postprocess` nothing.
+
+The repository carries deploy-kit itself, as a source tree pip installs (`<name>/1/deploy-kit/`), so
+the container needs nothing from outside but PyPI: `install_command` says how.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
 import onnx
 
-from ..artifact import ENGINE_NAMES, Artifact, EngineFile, graph_name
+from ..artifact import ENGINE_NAMES, PRECISIONS, REPORT_NAME, Artifact, EngineFile, graph_name, sidecar_path
 from ..backends.onnxruntime.cpu import onnx_tensor_spec
 from ..errors import ConfigError
 from ..fileio import write_bytes_atomic
 from ..images import DEFAULT_MAX_PIXELS
+from ..version import __version__
 from .requests import IMAGE, IMAGE_BYTES, LABELS
 
 _TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int32": "TYPE_INT32", "int64": "TYPE_INT64",
                  "uint8": "TYPE_UINT8", "float": "TYPE_FP32", "half": "TYPE_FP16"}
 MODEL_FOLDER = "deploy-kit-model"
+PACKAGE_FOLDER = "deploy-kit"
 
 
 @dataclass(frozen=True)
@@ -62,19 +69,80 @@ def export_repository(artifact: Artifact, out: Path, options: RepositoryOptions)
         if name in models:
             source = resources.files("deploy_kit.serve.triton_models").joinpath(models[name][1]).read_text()
             write_bytes_atomic(folder / "1" / "model.py", source.encode())
-            if not name.endswith("_postprocess"):  # it needs only the scores
-                _copy_model(artifact, folder / "1" / MODEL_FOLDER)
+    _copy_files(artifact.folder, out / options.name / "1" / MODEL_FOLDER, runtime_files(artifact))
+    _copy_files(artifact.folder, out / f"{options.name}_preprocess" / "1" / MODEL_FOLDER, [REPORT_NAME])
+    write_package_source(out / options.name / "1" / PACKAGE_FOLDER)
     if engine is not None:
         _copy_plans(engine, out / f"{options.name}_trt" / "1")
     return list(configs)
 
 
-def _copy_model(artifact: Artifact, target: Path) -> None:
-    """The convert output's files the runtime reads: convert.json, the graphs, engines and sidecars."""
+def runtime_files(artifact: Artifact) -> list[str]:
+    """What the runtime model reads: convert.json, the ONNX graphs it may run (never the raw export) and
+    the full-TensorRT engine with its sidecar (a TensorRT-RTX plan does not run in Triton's containers)."""
+    graphs = [graph_name(p) for p in PRECISIONS if (artifact.folder / graph_name(p)).is_file()]
+    engine = artifact.engine(ENGINE_NAMES["tensorrt"])
+    engines = [engine.path.name, sidecar_path(engine.path).name] if engine is not None else []
+    return [REPORT_NAME, *graphs, *engines]
+
+
+def _copy_files(source: Path, target: Path, names: list[str]) -> None:
     target.mkdir(parents=True, exist_ok=True)
-    for path in sorted(artifact.folder.iterdir()):
-        if path.is_file() and (path.name == "convert.json" or path.suffix in (".onnx", ".engine", ".json")):
-            shutil.copy2(path, target / path.name)
+    for name in names:
+        shutil.copy2(source / name, target / name)
+
+
+def write_package_source(target: Path) -> None:
+    """deploy-kit's package as a source tree with a pyproject.toml of its version and runtime dependencies
+    (extras `cpu` and `cuda`), so `pip install` installs it in the Triton container from the repository."""
+    package = Path(__file__).resolve().parents[1]
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(package, target / package.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    base, cpu, cuda = _requirements()
+    (target / "pyproject.toml").write_text(f"""[build-system]
+requires = ["setuptools>=68"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "deploy-kit"
+version = "{__version__}"
+requires-python = ">=3.10"
+dependencies = {json.dumps(base)}
+
+[project.optional-dependencies]
+cpu = {json.dumps(cpu)}
+cuda = {json.dumps(cuda)}
+
+[tool.setuptools.packages.find]
+include = ["deploy_kit*"]
+
+[tool.setuptools.package-data]
+deploy_kit = ["runtime/kernels/*.cu", "runtime/kernels/*.cuh", "backends/tensorrt/*.json"]
+""")
+
+
+def _requirements() -> tuple[list[str], list[str], list[str]]:
+    """The installed deploy-kit's runtime requirements for a server: OpenCV without GUI libraries (the
+    container has no libGL; paddleseg, which needs the full one, is not installed there), and ONNX
+    Runtime as an extra, `cpu` or `cuda` (its GPU build and the `cuda` extra), since the two clash."""
+    try:
+        declared = metadata.requires("deploy-kit") or []
+    except metadata.PackageNotFoundError:
+        raise ConfigError("deploy-kit is not installed, so its requirements are unknown",
+                          hint="pip install -e . in the deploy-kit checkout") from None
+    base = [r.replace("opencv-python", "opencv-python-headless") for r in declared if "extra ==" not in r]
+    runtime = [r for r in base if r.startswith("onnxruntime")]
+    cuda = [r.replace(' and extra == "cuda"', "").replace('; extra == "cuda"', "")
+            for r in declared if 'extra == "cuda"' in r]
+    return ([r for r in base if r not in runtime], runtime,
+            cuda + [r.replace("onnxruntime", "onnxruntime-gpu") for r in runtime])
+
+
+def install_command(options: RepositoryOptions) -> str:
+    """The shell command that installs deploy-kit from a repository mounted at /models and starts Triton."""
+    extra = "cpu" if options.cpu else "cuda"
+    return f'pip install "/models/{options.name}/1/{PACKAGE_FOLDER}[{extra}]" && tritonserver --model-repository=/models'
 
 
 def _copy_plans(engine: EngineFile, version: Path) -> None:
