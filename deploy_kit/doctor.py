@@ -15,7 +15,9 @@ from .backends.tensorrt.features import probe_tensorrt
 from .backends.tensorrt.support import engine_problems, in_range, support_table, supported_sms, version_tuple
 from .machine import GpuInfo, detect_gpus
 
-OK, WARNING, ERROR = "ok", "warning", "error"
+OK, INFO, WARNING, ERROR = "ok", "info", "warning", "error"
+# Needed only by GPU backends: on a machine without a GPU their absence is information, not a warning.
+GPU_ONLY = ("GPU", "cuDNN", "TensorRT", "cuda-bindings", "nvImageCodec")
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,16 @@ def run_checks(r: Readings, model_meta: dict[str, Any] | None = None, onnx_prese
                             "" if version else f"pip install {name}" + (" (needed to export)" if "paddle" in name else "")))
     if model_meta is not None:
         checks += check_engine(model_meta, r, onnx_present, convert_command)
-    return checks
+    return informational_without_gpu(checks, r)
+
+
+def informational_without_gpu(checks: list[Check], r: Readings) -> list[Check]:
+    """On a machine with no NVIDIA driver or GPU, what only GPU backends need is `info`: exit 1 means
+    something the user can run here is degraded, and the CPU path needs no GPU, cuDNN, TensorRT or
+    cuda-bindings."""
+    if r.gpus or r.driver_version is not None:  # a driver without a visible GPU is a setup to fix
+        return checks
+    return [replace(c, status=INFO) if c.name in GPU_ONLY and c.status == WARNING else c for c in checks]
 
 
 def exit_code(checks: list[Check]) -> int:

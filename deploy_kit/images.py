@@ -83,8 +83,10 @@ def _checked_size(data: bytes, source: Path | str, max_pixels: int, what: str) -
     try:
         width, height = image_size(data)
     except HeaderError as exc:
-        raise InputImageError(f"not an {what} deploy-kit can decode", path=source, note=str(exc),
-                              hint=f"use one of {', '.join(sorted(IMAGE_SUFFIXES))}") from None
+        suffix = Path(str(source)).suffix.lower()
+        hint = (f"the name says {suffix} but the content is not such an image: re-save or re-download it"
+                if suffix in IMAGE_SUFFIXES else f"use one of {', '.join(sorted(IMAGE_SUFFIXES))}")
+        raise InputImageError(f"not an {what} deploy-kit can decode", path=source, note=str(exc), hint=hint) from None
     if width * height > max_pixels:
         raise InputImageError(f"{what} is {width}x{height} = {width * height:,} pixels, above the limit of "
                               f"{max_pixels:,}", path=source, hint="raise --max-pixels or downscale it")

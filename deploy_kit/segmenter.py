@@ -34,6 +34,7 @@ from .errors import ConfigError, EngineCompatibilityError, InputImageError
 from .fileio import cache_root, sha256_json
 from .images import DEFAULT_MAX_PIXELS, read_image
 from .machine import GpuInfo
+from .paddleseg.demo import restore_default_model
 from .paddleseg.preprocess import PreprocessSpec
 from .paddleseg.slide import SlideWindow
 from .runtime.gpu_pipeline import GpuPipeline
@@ -81,17 +82,18 @@ class Prepared:
 class Segmenter:
     """Semantic segmentation of BGR uint8 images with a converted PaddleSeg model."""
 
-    def __init__(self, model: Path | str, backend: str = "auto", device: int = 0, max_batch: int = 8,
+    def __init__(self, model: Path | str | None = None, backend: str = "auto", device: int = 0, max_batch: int = 8,
                  precision: str | None = None, cuda_graph: bool = False, in_flight: int = 3,
                  crop_size: tuple[int, int] | None = None, stride: tuple[int, int] | None = None) -> None:
         """`precision` picks the ONNX graph ONNX Runtime runs: by default the converted precision on the
         GPU and FP32 on the CPU (where FP16 is emulated). `cuda_graph` replays inference as a captured
         CUDA graph (TensorRT only). `device` is the CUDA device every check, rebuild and run uses.
         `in_flight`: batches the GPU pipeline holds at once in `stream` (each with its own buffers).
+        `model`: a convert output or a PaddleSeg export; without it, the shipped demo model, as the CLI.
         `crop_size` and `stride`, (width, height) as in PaddleSeg's `test_config`: sliding-window
         inference, each image cropped as PaddleSeg's `slide_inference` crops it (`stride` defaults to
         two thirds of the crop); `max_batch` crops run at once."""
-        self.model = resolve_model(Path(model), device)
+        self.model = resolve_model(Path(model) if model is not None else restore_default_model(), device)
         self.spec = PreprocessSpec.from_metadata(self.model.preprocessing)
         self.window = self._slide_window(crop_size, stride)
         if self.window is not None:
@@ -154,8 +156,9 @@ class Segmenter:
         return self.session.pipeline if isinstance(self.session, GpuSession) else None
 
     def predict(self, images: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
-        """uint8 label maps, one per BGR uint8 HxWx3 image (one array, or a sequence of them), at the
-        image's size; anything else is a ValueError that says what was given."""
+        """A list of uint8 H x W label maps, one per BGR uint8 H x W x 3 image, each at its image's size:
+        one array gives a list of one (`predict(image)[0]`), a sequence of N arrays a list of N. Anything
+        else is a ValueError that says what was given."""
         images = checked_images(images)
         results: list[np.ndarray] = []
         for start in range(0, len(images), self.max_batch):

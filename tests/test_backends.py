@@ -99,8 +99,10 @@ def test_registry_passes_over_backends_and_says_why(rtx_model):
     on_cpu = registry.choose(artifact, "auto", (), device=0)
     assert on_cpu.backend.name == "onnxruntime-cpu"
     assert on_cpu.reason.endswith("no CUDA GPU found; ONNX Runtime on the CPU")
+    rtx_version = probe_flavor("tensorrt_rtx").version  # type: ignore[union-attr]
+    assert f"TensorRT-RTX {rtx_version} is installed, but there is no CUDA GPU" in on_cpu.reason
     assert str(rtx_model) not in on_cpu.reason
-    with pytest.raises(EngineCompatibilityError, match="tensorrt-rtx.*no CUDA GPU found"):
+    with pytest.raises(EngineCompatibilityError, match="tensorrt-rtx.*installed, but there is no CUDA GPU"):
         registry.choose(artifact, "tensorrt-rtx", (), device=0)
     on_a6000 = registry.choose(artifact, "auto", (A6000,), device=0)
     assert on_a6000.backend.name == "tensorrt-rtx" and on_a6000.verdict.engine == rtx_model / "model.rtx.engine"

@@ -117,3 +117,22 @@ def test_confusion_follows_paddleseg_metric_rules():
     np.testing.assert_allclose(confusion.class_iou(), [1 / 3, 1 / 2, 1 / 2, 0.0])
     assert confusion.mean_iou() == pytest.approx((1 / 3 + 1 / 2 + 1 / 2) / 4)
     assert confusion.pixel_accuracy() == pytest.approx(3 / 5)
+
+
+def test_eval_without_o_prints_and_writes_nothing(default_build, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["eval", "--synthetic", "2", "--seed", "1", "--model", str(default_build),
+                 "--backend", "onnxruntime-cpu"]) == 0
+    assert "mIoU" in capsys.readouterr().out and list(tmp_path.iterdir()) == []
+
+
+def test_segmenter_without_a_model_uses_the_shipped_one(tmp_path, monkeypatch):
+    """As the CLI does; one image in, a list of one H x W map out."""
+    from deploy_kit import Segmenter
+
+    monkeypatch.setenv("DEPLOY_KIT_CACHE", str(tmp_path / "cache"))
+    image, _ = generate_scene(4, 1)
+    with Segmenter(backend="onnxruntime-cpu") as segmenter:
+        labels = segmenter.predict(image)
+    assert isinstance(labels, list) and len(labels) == 1
+    assert labels[0].shape == image.shape[:2] and labels[0].dtype == np.uint8

@@ -43,7 +43,8 @@ def test_bad_images_fail_alone_and_leave_nothing(onnx_model, tmp_path, capsys):
     assert code == 1  # some inputs failed
     assert len(err) == 4 and all(line.startswith("error: ") for line in err)
     assert any(str(files["empty"]) in l and "empty" in l for l in err)
-    assert any(str(files["text"]) in l and "decode" in l for l in err)
+    text = next(line for line in err if str(files["text"]) in line)
+    assert "decode" in text and "the name says .png but the content is not such an image" in text
     assert any(str(files["truncated"]) in l and "truncated" in l for l in err)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.png"]
 

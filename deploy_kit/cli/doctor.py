@@ -2,7 +2,8 @@
 
   deploy-kit doctor [--model build/] [--json]
 
-Exit code: 0 everything needed runs, 1 only warnings, 2 a blocking error.
+Exit code: 0 everything needed runs (on a machine without a GPU, GPU-only parts are `info`), 1 warnings
+only (something that can run here is degraded), 2 a blocking error.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..artifact import Artifact
-from ..doctor import exit_code, read_machine, run_checks
+from ..doctor import Check, exit_code, read_machine, run_checks
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,14 +40,22 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps([asdict(c) for c in checks], indent=2))
     else:
         from rich.console import Console
-        from rich.table import Table
 
-        table = Table("check", "status", "value", "fix")
-        colour = {"ok": "green", "warning": "yellow", "error": "red"}
-        for c in checks:
-            table.add_row(c.name, f"[{colour[c.status]}]{c.status}[/]", c.value, c.fix)
         console = Console()
-        if not console.is_terminal:  # piped or redirected: the whole table, never cut to 80 columns
+        if not console.is_terminal:  # piped or redirected: one line per check, never cut
             console = Console(width=400)
-        console.print(table)
+        print_table(checks, console)
     return exit_code(checks)
+
+
+def print_table(checks: list[Check], console: Any) -> None:
+    """The checks as a table; long values (paths) fold onto more lines in a narrow terminal, never cut."""
+    from rich.table import Table
+
+    table = Table("check", "status")
+    for column in ("value", "fix"):
+        table.add_column(column, overflow="fold")
+    colour = {"ok": "green", "info": "blue", "warning": "yellow", "error": "red"}
+    for c in checks:
+        table.add_row(c.name, f"[{colour[c.status]}]{c.status}[/]", c.value, c.fix)
+    console.print(table)

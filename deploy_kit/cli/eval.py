@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=4, help="images per inference")
     parser.add_argument("--num-classes", type=int, help="default: the model's output channels")
     parser.add_argument("--reference", choices=("paddle",), help="also measure pixel agreement with Paddle Inference")
-    parser.add_argument("-o", "--out", type=Path, default=Path("eval.json"), help="JSON report")
+    parser.add_argument("-o", "--out", type=Path, help="write the JSON report there (default: only print)")
 
 
 def _samples(args: argparse.Namespace) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
@@ -119,11 +119,12 @@ def run(args: argparse.Namespace) -> int:
             agree.append(np.mean(theirs == pred))
         report["paddle_pixel_agreement"] = float(np.mean(agree))
         report["paddle_miou"] = paddle_confusion.mean_iou()
-    write_json_atomic(args.out, report)
+    if args.out is not None:
+        write_json_atomic(args.out, report)
     print(f"mIoU {report['miou']:.4f}  pixel accuracy {report['pixel_accuracy']:.4f}  "
           f"{report['images_per_second']:.1f} img/s" +
           (f"  Paddle Inference mIoU {report['paddle_miou']:.4f}, pixel agreement "
            f"{report['paddle_pixel_agreement']:.5f}" if reference is not None else "") +
-          f"  -> {args.out}")
+          (f"  -> {args.out}" if args.out is not None else ""))
     print("class IoU: " + " ".join(f"{i}={v:.3f}" for i, v in enumerate(report["class_iou"])))
     return 0

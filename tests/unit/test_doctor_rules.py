@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from deploy_kit.backends.tensorrt.support import supported_sms
-from deploy_kit.doctor import ERROR, OK, WARNING, Readings, exit_code, run_checks
+from deploy_kit.doctor import ERROR, INFO, OK, WARNING, Readings, exit_code, run_checks
 from deploy_kit.machine import GpuInfo
 
 H100 = GpuInfo(0, "NVIDIA H100 80GB HBM3", "9.0", 70 << 30, 80 << 30)
@@ -18,10 +18,16 @@ def _status(checks, name_start):
     return [c.status for c in checks if c.name.startswith(name_start)]
 
 
-def test_no_driver_or_gpu_is_a_warning_that_names_the_cpu_backend():
+def test_no_driver_or_gpu_is_information_that_names_the_cpu_backend():
     checks = run_checks(Readings(onnxruntime="1.32.0"))
     gpu = next(c for c in checks if c.name == "GPU")
-    assert gpu.status == WARNING and "onnxruntime-cpu" in gpu.fix
+    assert gpu.status == INFO and "onnxruntime-cpu" in gpu.fix
+    assert exit_code([c for c in checks if c.name in ("GPU", "cuDNN", "TensorRT", "ONNX Runtime")]) == 0
+
+
+def test_a_driver_without_a_visible_gpu_stays_a_warning():
+    checks = run_checks(Readings(driver_version="580.1", onnxruntime="1.32.0"))
+    assert next(c for c in checks if c.name == "GPU").status == WARNING
     assert exit_code(checks) == 1
 
 

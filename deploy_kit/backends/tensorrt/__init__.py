@@ -28,12 +28,12 @@ class TensorRTBackend(DeviceBackend):
         features = self.features
         if features is None:
             return Verdict(False, f"no {self.label} installed")
+        gpu = gpu_at(gpus, device)
+        if gpu is None:
+            return Verdict(False, f"{self.label} {features.version} is installed, but there is no CUDA GPU")
         engine = artifact.engine(features.engine_name)
         if engine is None:
             return Verdict(False, f"no {self.label} engine in the model folder")
-        gpu = gpu_at(gpus, device)
-        if gpu is None:
-            return Verdict(False, "no CUDA GPU found")
         problems, hopeless = engine_problems(engine.meta, features.flavor, features.version, gpu)
         if not problems:
             return Verdict(True, f"engine {engine.path.name} runs on {gpu.name}", engine=engine.path)
