@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -158,6 +159,22 @@ def test_bad_requests_get_errors_and_the_server_goes_on(server):
     assert "above the limit of 300,000" in fails("image_bytes", "BYTES", np.array([[big]], dtype=object))
     assert fails("image_bytes", "BYTES", np.zeros((0, 1), dtype=object))  # an empty batch
     np.testing.assert_array_equal(_http_infer(server["http"], PHOTOS[1].read_bytes()).shape, image.shape[:2])
+    assert "RequestError: image_bytes[0]: " in corrupt  # the one-line error, not a stack of our code
+    log = server["log"].read_text()
+    assert "request failed: image_bytes[0]: " in log and "Traceback" not in log, log[-3000:]
+
+
+def test_a_clean_start_prints_what_infer_prints(server):
+    """Backend and why, where it listens, how to stop it and where Triton's own log went; not Triton's
+    log lines (on a machine without a GPU they include alarming errors about CUDA and NVML)."""
+    lines = server["log"].read_text().splitlines()
+    assert lines[lines.index(next(l for l in lines if l.startswith("backend: onnxruntime-cpu")))+1].startswith(
+        "serving seg on http://127.0.0.1:")
+    assert "Triton's log: " in server["log"].read_text()
+    triton_lines = [l for l in lines if re.match(r"^[IWE]\d{4} ", l) or "CudaDriverHelper" in l
+                    or "model_config_content_name_" in l]
+    assert triton_lines == [], triton_lines
+    assert len([l for l in lines if not l.startswith("WARNING deploy_kit")]) <= 4, lines
 
 
 def test_sigterm_drains_and_exits_zero(server):

@@ -20,6 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import DeployKitError
+from ..fileio import cache_root
 from ..images import DEFAULT_MAX_PIXELS
 from ..segmenter import Segmenter
 from .requests import IMAGE, IMAGE_BYTES, LABELS, request_images, stacked_labels
@@ -43,14 +44,37 @@ class ServeOptions:
     max_queue_delay_us: int = 2000
     instances: int = 1
     max_pixels: int = DEFAULT_MAX_PIXELS
+    verbose: bool = False  # Triton's own log on the terminal; else it goes to `triton_log`
+
+    @property
+    def triton_log(self) -> Path:
+        return cache_root() / "serve" / f"tritonserver-{os.getpid()}.log"
+
+
+class RequestError(Exception):
+    """A request's one-line error (a bad image). PyTriton sends the client, and logs, the traceback of
+    whatever the inference callable raises; a user's mistake is not a bug, so this error has none."""
+
+    @property  # type: ignore[override]
+    def __traceback__(self) -> None:  # what traceback.format_exception reads
+        return None
+
+    @__traceback__.setter
+    def __traceback__(self, value: object) -> None:
+        pass
+
+
+class _WithoutRequestErrors(logging.Filter):
+    """Drops PyTriton's warning that repeats a RequestError with the stack it was raised through."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return RequestError.__name__ not in record.getMessage()
 
 
 def infer_function(segmenter: Segmenter, max_pixels: int) -> Callable[[list[Any]], list[dict[str, np.ndarray]]]:
     """PyTriton's callable over a list of requests: all their images in batches, labels per request."""
 
     def infer(requests: list[Any]) -> list[dict[str, np.ndarray]]:
-        from pytriton.exceptions import PyTritonValidationError
-
         try:
             per_request = [request_images(request.data, max_pixels) for request in requests]
             labels = segmenter.predict([image for images in per_request for image in images])
@@ -60,7 +84,8 @@ def infer_function(segmenter: Segmenter, max_pixels: int) -> Callable[[list[Any]
                 start += len(images)
             return responses
         except DeployKitError as exc:  # PyTriton answers every request of this batch with the error
-            raise PyTritonValidationError(exc.one_line()) from None
+            log.warning("request failed: %s", exc.one_line())
+            raise RequestError(exc.one_line()) from None
 
     return infer
 
@@ -79,9 +104,13 @@ def serve(options: ServeOptions, on_ready: Callable[[Segmenter], None] = lambda 
 
     prepare_python_backend_environment()
     segmenters = [warmed_up(options) for _ in range(options.instances)]
+    if not options.verbose:
+        options.triton_log.parent.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("pytriton.proxy.inference").addFilter(_WithoutRequestErrors())
     config = TritonConfig(http_address=options.address, http_port=options.http_port,
                           grpc_address=options.address, grpc_port=options.grpc_port,
-                          metrics_address=options.address, metrics_port=options.metrics_port)
+                          metrics_address=options.address, metrics_port=options.metrics_port,
+                          log_file=None if options.verbose else options.triton_log)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         with Triton(config=config) as triton:
