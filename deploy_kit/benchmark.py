@@ -265,20 +265,15 @@ def _chart(report: dict[str, Any], path: Path) -> Path:
         series = {"pipeline, batches in flight": [e["throughput"] for e in entries],
                   "engine only": [e["engine_only_throughput"] for e in entries],
                   "PaddleSeg-style baseline": [e.get("baseline_throughput") or 0 for e in entries]}
-    else:
-        axes[0].bar(labels, [e["onnxruntime_cpu_ms"]["mean"] for e in entries], label="ONNX Runtime CPU")
-        axes[0].set_title("mean latency per batch (ms)")
+        axes[0].set_xlabel("batch")
+        axes[0].legend(fontsize=8)
+    else:  # latency and throughput of both runtimes, side by side
+        latency = {"ONNX Runtime CPU": [e["onnxruntime_cpu_ms"]["mean"] for e in entries],
+                   "Paddle Inference CPU": [e.get("paddle_inference_cpu_ms", {}).get("mean", 0) for e in entries]}
+        _grouped_bars(axes[0], labels, latency, "mean latency per batch (ms)")
         series = {"ONNX Runtime CPU": [e["onnxruntime_cpu_images_per_s"] for e in entries],
                   "Paddle Inference CPU": [e.get("paddle_inference_cpu_images_per_s", 0) for e in entries]}
-    axes[0].set_xlabel("batch")
-    axes[0].legend(fontsize=8)
-    width = 0.8 / len(series)
-    for k, (name, heights) in enumerate(series.items()):
-        axes[1].bar(np.arange(len(entries)) + k * width, heights, width, label=name)
-    axes[1].set_xticks(np.arange(len(entries)) + width * (len(series) - 1) / 2, labels)
-    axes[1].set_title("throughput (images/s)")
-    axes[1].set_xlabel("batch")
-    axes[1].legend(fontsize=8)
+    _grouped_bars(axes[1], labels, series, "throughput (images/s)")
     gpus = report.get("machine", {}).get("gpus") or [{"name": report.get("machine", {}).get("cpu", "CPU")}]
     fig.suptitle(f"{report.get('model_name', 'model')} on {gpus[0]['name']} ({report['backend']}), {report['date'][:10]}")
     fig.tight_layout()
@@ -286,3 +281,13 @@ def _chart(report: dict[str, Any], path: Path) -> Path:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
     return path
+
+
+def _grouped_bars(axis: Any, labels: list[str], series: dict[str, list[float]], title: str) -> None:
+    width = 0.8 / len(series)
+    for k, (name, heights) in enumerate(series.items()):
+        axis.bar(np.arange(len(labels)) + k * width, heights, width, label=name)
+    axis.set_xticks(np.arange(len(labels)) + width * (len(series) - 1) / 2, labels)
+    axis.set_title(title)
+    axis.set_xlabel("batch")
+    axis.legend(fontsize=8)

@@ -235,3 +235,12 @@ def test_first_use_of_the_demo_model_says_what_it_unpacks(tmp_path, monkeypatch,
     assert "restoring the demo model" in said and " MB packed" in said and str(target) in said
     restore_default_model()
     assert capsys.readouterr().err == ""
+
+
+def test_help_imports_no_subcommand():
+    """`deploy-kit --help` lists the subcommands from their docstrings without importing them (or OpenCV,
+    ONNX, NumPy): it starts in a few tens of milliseconds."""
+    probe = ("import sys\nfrom deploy_kit.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in ('cv2', 'onnx', 'numpy', 'deploy_kit.segmenter') if m in sys.modules))")
+    ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert "deploy-kit infer" in ran.stdout and ran.stdout.splitlines()[-1] == "[]", ran.stdout[-500:] + ran.stderr

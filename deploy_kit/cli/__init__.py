@@ -4,18 +4,23 @@
 from __future__ import annotations
 
 import argparse
+import ast
+import importlib
+import importlib.util
 import logging
 import os
 import sys
 import traceback
-from typing import Sequence
+from pathlib import Path
+from typing import Collection, Sequence
 
 from ..errors import EXIT_BROKEN_PIPE, EXIT_BUG, EXIT_INTERRUPTED, EXIT_OK, DeployKitError
 from ..version import __version__
-from . import benchmark, convert, doctor, eval, export_triton, infer, serve
 
-COMMANDS = {"convert": convert, "infer": infer, "eval": eval, "doctor": doctor, "benchmark": benchmark,
-            "serve": serve, "export-triton": export_triton}
+# Subcommand -> its module, imported only when it runs (or its help is asked for): `deploy-kit --help`
+# and each command start without importing the others' dependencies.
+COMMANDS = {"convert": "convert", "infer": "infer", "eval": "eval", "doctor": "doctor", "benchmark": "benchmark",
+            "serve": "serve", "export-triton": "export_triton"}
 DESCRIPTION = """Take a PaddleSeg segmentation model to a fast, correct TensorRT deployment.
 
   deploy-kit convert [MODEL] -o build/          PaddleSeg export -> ONNX -> TensorRT engine + metadata
@@ -47,14 +52,19 @@ def _verbose_option(parser: argparse.ArgumentParser, default: object) -> None:
                         help="show debug logs, TensorRT's included")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(full: Collection[str] = tuple(COMMANDS)) -> argparse.ArgumentParser:
+    """The command line, with the options of the subcommands in `full` (the others are listed by name)."""
     parser = argparse.ArgumentParser(prog="deploy-kit", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"deploy-kit {__version__}")
     _verbose_option(parser, False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in COMMANDS.items():
-        command = sub.add_parser(name, help=(module.__doc__ or "").splitlines()[0], description=module.__doc__,
+    for name, module_name in COMMANDS.items():
+        if name not in full:
+            sub.add_parser(name, help=_summary(module_name), add_help=False)
+            continue
+        module = importlib.import_module(f"{__name__}.{module_name}")
+        command = sub.add_parser(name, help=_summary(module_name), description=module.__doc__,
                                  formatter_class=HelpFormatter)
         module.add_arguments(command)
         _verbose_option(command, argparse.SUPPRESS)  # -v after the subcommand too, without resetting one before
@@ -62,8 +72,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _summary(module_name: str) -> str:
+    """The first line of a subcommand module's docstring, read from its source without importing it."""
+    spec = importlib.util.find_spec(f"{__name__}.{module_name}")
+    assert spec is not None and spec.origin is not None
+    return (ast.get_docstring(ast.parse(Path(spec.origin).read_text())) or "").splitlines()[0]
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    return next((a for a in argv if a in COMMANDS), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = _command_in(argv)
+    parser = build_parser([command] if command else [])
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

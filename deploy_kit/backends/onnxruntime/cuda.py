@@ -54,6 +54,9 @@ class OnnxRuntimeCudaExecutor(DeviceExecutor):
     def __init__(self, onnx_path: Path, device_index: int, stream: Stream, cuda_graphs: bool = True) -> None:
         import onnxruntime as ort
 
+        # ONNX Runtime 1.31 warns "No registered plugin EP device found for 'CUDAExecutionProvider'" on every
+        # session given provider options, through its default logger, before session options apply.
+        ort.set_default_logger_severity(0 if log.isEnabledFor(logging.DEBUG) else 3)
         self.onnx_path, self.device_index, self.stream, self.cuda_graphs = onnx_path, device_index, stream, cuda_graphs
         model = onnx.load(str(onnx_path), load_external_data=False)
         self.input = onnx_tensor_spec(model.graph.input[0])
