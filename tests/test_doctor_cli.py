@@ -25,7 +25,7 @@ def test_doctor_without_gpu_reports_it_as_information_and_exits_0(capsys):
     assert any(c["name"] == "ONNX Runtime" and c["status"] == "ok" for c in checks)
 
 
-def test_doctor_table_keeps_whole_paths_in_a_narrow_terminal():
+def test_doctor_table_keeps_whole_paths_and_brackets_in_a_narrow_terminal():
     import io
 
     from rich.console import Console
@@ -35,8 +35,10 @@ def test_doctor_table_keeps_whole_paths_in_a_narrow_terminal():
 
     path = "/tmp/newcomer/deploy-kit/.venv/lib/python3.11/site-packages/tensorrt_rtx_libs/and/more"
     out = io.StringIO()
-    print_table([Check("TensorRT", OK, f"tensorrt_rtx 1.7.1 from {path}")], Console(file=out, width=80,
-                                                                                     force_terminal=True, color_system=None))
+    print_table([Check("TensorRT", OK, f"tensorrt_rtx 1.7.1 from {path}"),
+                 Check("nvImageCodec", OK, "", "pip install 'deploy-kit[cuda]'")],
+                Console(file=out, width=80, force_terminal=True, color_system=None))
+    assert "deploy-kit[cuda]" in out.getvalue()  # brackets are text, not rich markup
     lines = out.getvalue().splitlines()
     assert max(len(line) for line in lines) <= 80
     value_column = "".join(line.split("│")[3].strip() for line in lines if line.count("│") >= 4)

@@ -50,12 +50,13 @@ def run(args: argparse.Namespace) -> int:
 
 def print_table(checks: list[Check], console: Any) -> None:
     """The checks as a table; long values (paths) fold onto more lines in a narrow terminal, never cut."""
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table("check", "status")
     for column in ("value", "fix"):
         table.add_column(column, overflow="fold")
     colour = {"ok": "green", "info": "blue", "warning": "yellow", "error": "red"}
-    for c in checks:
-        table.add_row(c.name, f"[{colour[c.status]}]{c.status}[/]", c.value, c.fix)
+    for c in checks:  # values are text, not markup: `pip install 'deploy-kit[cuda]'` keeps its extra
+        table.add_row(escape(c.name), f"[{colour[c.status]}]{c.status}[/]", escape(c.value), escape(c.fix))
     console.print(table)
