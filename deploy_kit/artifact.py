@@ -86,6 +86,15 @@ class Artifact:
                               hint=f"deploy-kit convert MODEL -o {self.folder} --precision {precision}")
         return path
 
+    def runtime_files(self) -> list[str]:
+        """What the runtime reads to run this model anywhere: convert.json, the ONNX graphs it may run
+        (never the raw export) and a full-TensorRT engine with its sidecar (a TensorRT-RTX plan is built
+        for the machines `convert` targeted; elsewhere the ONNX Runtime graphs run)."""
+        graphs = [graph_name(p) for p in PRECISIONS if (self.folder / graph_name(p)).is_file()]
+        engine = self.engine(ENGINE_NAMES["tensorrt"])
+        engines = [engine.path.name, sidecar_path(engine.path).name] if engine is not None else []
+        return [REPORT_NAME, *graphs, *engines]
+
     def engines(self) -> list[EngineFile]:
         """Every engine here that has its sidecar, by name."""
         sidecars = sorted(self.folder.glob("*.engine.json"))

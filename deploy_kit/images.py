@@ -193,14 +193,25 @@ def _named(image: Path, out: Path, stem: Path, suffix: str) -> OutputPlan:
 
 def write_label_png(path: Path, labels: np.ndarray) -> Path:
     """Label map as a palette PNG (pixel values are class ids; viewers show PaddleSeg's colours)."""
+    with atomic_output(path) as tmp:
+        _save_label_png(tmp, labels)
+    return path
+
+
+def label_png_bytes(labels: np.ndarray) -> bytes:
+    """The palette PNG `write_label_png` writes, as bytes (for object stores)."""
+    buffer = io.BytesIO()
+    _save_label_png(buffer, labels)
+    return buffer.getvalue()
+
+
+def _save_label_png(target: Path | io.BytesIO, labels: np.ndarray) -> None:
     from PIL import Image
 
     image = Image.fromarray(labels, mode="P")
     image.putpalette(_PALETTE_BYTES)
-    with atomic_output(path) as tmp:
-        # zlib level 1: a third of the default's time for label maps, a few per cent larger, same pixels
-        image.save(tmp, format="PNG", compress_level=1)
-    return path
+    # zlib level 1: a third of the default's time for label maps, a few per cent larger, same pixels
+    image.save(target, format="PNG", compress_level=1)
 
 
 def write_overlay(path: Path, image_bgr: np.ndarray, labels: np.ndarray) -> Path:
@@ -210,10 +221,15 @@ def write_overlay(path: Path, image_bgr: np.ndarray, labels: np.ndarray) -> Path
 
 def write_overlay_jpeg(path: Path, blended_bgr: np.ndarray) -> Path:
     """An overlay already blended (on the GPU, by the overlay kernel), encoded as a JPEG."""
+    return write_bytes_atomic(path, overlay_jpeg_bytes(blended_bgr, path))
+
+
+def overlay_jpeg_bytes(blended_bgr: np.ndarray, path: Path | str) -> bytes:
+    """A blended overlay as JPEG bytes; `path` names it in the error."""
     ok, encoded = cv2.imencode(".jpg", blended_bgr, [cv2.IMWRITE_JPEG_QUALITY, OVERLAY_JPEG_QUALITY])
     if not ok:
         raise InputImageError("could not encode the overlay", path=path)
-    return write_bytes_atomic(path, encoded.tobytes())
+    return encoded.tobytes()
 
 
 def color_map(count: int = 256) -> np.ndarray:

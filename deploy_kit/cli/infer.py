@@ -2,7 +2,7 @@
 
   deploy-kit infer image.png [more.jpg dir/ 'glob/*.png'] [--model build/] [-o out/]
       [--backend auto|tensorrt|tensorrt-rtx|onnxruntime-cuda|onnxruntime-cpu] [--batch N] [--overlay] [--device 0]
-      [--crop-size W,H [--stride W,H]]
+      [--crop-size W,H [--stride W,H]] [--ray [ADDRESS] [--actors MIN:MAX] [--gpus-per-worker F] [--skip-existing]]
 
 --model takes a convert output folder or a PaddleSeg inference folder (converted on the fly, cached);
 without it, the shipped demo model. Outputs mirror the inputs' layout under -o (a folder keeps its
@@ -14,11 +14,12 @@ Exit codes: 0 every image segmented, 1 some images failed (each has its error li
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
 from ..backends import registry
-from ..errors import EXIT_OK, EXIT_SOME_FAILED, DeployKitError
+from ..errors import EXIT_OK, EXIT_SOME_FAILED, ConfigError, DeployKitError
 from ..paddleseg.demo import restore_default_model
 from ..paddleseg.slide import parse_pair
 from ..files import segment_files
@@ -29,7 +30,7 @@ from ..segmenter import Segmenter
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", help="image files, folders or quoted globs")
     parser.add_argument("--model", type=Path, help="convert output or PaddleSeg export (default: the shipped demo model)")
-    parser.add_argument("-o", "--out", type=Path, default=Path("out"), help="output folder")
+    parser.add_argument("-o", "--out", default="out", help="output folder (with --ray also s3://, gs://, hdfs://, abfs://)")
     parser.add_argument("--backend", default=registry.AUTO, choices=registry.names(), help=registry.HELP)
     parser.add_argument("--batch", type=int, default=1, help="images per inference")
     parser.add_argument("--overlay", action="store_true", help="also write <name>_overlay.jpg")
@@ -38,6 +39,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crop-size", help="sliding-window inference with crops of W,H, as PaddleSeg's "
                         "test_config is_slide (needs a model exported with --output_op none)")
     parser.add_argument("--stride", help="sliding-window step W,H (default: two thirds of --crop-size)")
+    parser.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                        help="run on a Ray cluster: alone, a local one (one actor per GPU); else its address "
+                             "(auto, or host:port); sources and -o may then be s3://, gs://, ... (pip install "
+                             "'deploy-kit[ray]')")
+    parser.add_argument("--actors", default=None, metavar="MIN:MAX",
+                        help="with --ray: Ray actors, each holding one model (default: one per GPU, or per CPU)")
+    parser.add_argument("--gpus-per-worker", type=float, help="with --ray: GPUs per actor (a fraction shares one)")
+    parser.add_argument("--skip-existing", action="store_true",
+                        help="with --ray: inputs whose outputs exist are not read again (resume a run)")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help="refuse larger images before decoding")
 
@@ -66,13 +76,21 @@ def _progress(total: int):  # type: ignore[no-untyped-def]
 def run(args: argparse.Namespace) -> int:
     if args.batch < 1:
         raise DeployKitError(f"--batch {args.batch} is not a batch size", hint="use --batch 1 or more")
+    ray_only = [name for name in ("actors", "gpus_per_worker", "skip_existing") if getattr(args, name)]
+    if args.ray is None and ray_only:
+        raise ConfigError(f"--{ray_only[0].replace('_', '-')} goes with --ray", hint="add --ray, or drop it")
+    return _run_on_ray(args) if args.ray is not None else _run_here(args)
+
+
+def _run_here(args: argparse.Namespace) -> int:
+    out = Path(args.out)
     inputs, failures = collect_inputs(args.images)
-    plans, warnings, refused = plan_outputs(inputs, args.out)
+    plans, warnings, refused = plan_outputs(inputs, out)
     for line in warnings:
         print(f"warning: {line}", file=sys.stderr)
     for error in failures + refused:
         print(f"error: {error.one_line()}", file=sys.stderr)
-    _check_output_folder(args.out)
+    _check_output_folder(out)
     total = len(plans) + len(refused) + len(failures)
     done, rate = 0, ""
     if plans:
@@ -87,5 +105,39 @@ def run(args: argparse.Namespace) -> int:
                                        on_done=lambda count: progress.update(task, completed=count))
         done = sum(1 for label in report.written if label.is_file())
         rate = f" ({done / report.seconds:.1f} img/s)" if done else ""
-    print(f"{done}/{total} images segmented into {args.out}/{rate}; {total - done} failed")
+    print(f"{done}/{total} images segmented into {out}/{rate}; {total - done} failed")
     return EXIT_OK if done == total else EXIT_SOME_FAILED
+
+
+def _run_on_ray(args: argparse.Namespace) -> int:
+    if importlib.util.find_spec("ray") is None:
+        raise ConfigError("--ray needs Ray", hint="pip install 'deploy-kit[ray]'")
+    if args.crop_size:
+        raise ConfigError("--crop-size does not run with --ray yet", hint="drop --ray, or --crop-size")
+    from ..cluster import ClusterOptions, segment_dataset
+
+    low, high = _actor_range(args.actors)
+    options = ClusterOptions(address=None if args.ray == "local" else args.ray, backend=args.backend,
+                             batch=args.batch, rows_per_batch=max(16, 4 * args.batch),
+                             gpus_per_worker=args.gpus_per_worker, min_workers=low, max_workers=high,
+                             overlay=args.overlay, skip_existing=args.skip_existing, max_pixels=args.max_pixels)
+    report = segment_dataset(args.images, args.out, args.model or restore_default_model(), options,
+                             on_error=lambda line: print(f"error: {line}", file=sys.stderr))
+    total = report.written + report.skipped + len(report.failed)
+    rate = f" ({report.written / report.seconds:.1f} img/s)" if report.written else ""
+    print(f"{report.written}/{total} images segmented into {args.out}/ on Ray{rate}; {report.skipped} skipped "
+          f"(their outputs existed); {len(report.failed)} failed; manifest {report.manifest}")
+    return EXIT_OK if not report.failed else EXIT_SOME_FAILED
+
+
+def _actor_range(text: str | None) -> tuple[int, int | None]:
+    if text is None:
+        return 1, None
+    try:
+        low, _, high = text.partition(":")
+        values = int(low), int(high or low)
+    except ValueError:
+        values = (0, 0)
+    if not 1 <= values[0] <= values[1]:
+        raise ConfigError(f"bad --actors {text!r}", hint="give MIN:MAX with 1 <= MIN <= MAX, e.g. 1:4")
+    return values

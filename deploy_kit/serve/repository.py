@@ -27,7 +27,7 @@ from typing import Any
 
 import onnx
 
-from ..artifact import ENGINE_NAMES, PRECISIONS, REPORT_NAME, Artifact, EngineFile, graph_name, sidecar_path
+from ..artifact import ENGINE_NAMES, REPORT_NAME, Artifact, EngineFile, graph_name
 from ..backends.onnxruntime.cpu import onnx_tensor_spec
 from ..errors import ConfigError
 from ..fileio import write_bytes_atomic
@@ -69,21 +69,12 @@ def export_repository(artifact: Artifact, out: Path, options: RepositoryOptions)
         if name in models:
             source = resources.files("deploy_kit.serve.triton_models").joinpath(models[name][1]).read_text()
             write_bytes_atomic(folder / "1" / "model.py", source.encode())
-    _copy_files(artifact.folder, out / options.name / "1" / MODEL_FOLDER, runtime_files(artifact))
+    _copy_files(artifact.folder, out / options.name / "1" / MODEL_FOLDER, artifact.runtime_files())
     _copy_files(artifact.folder, out / f"{options.name}_preprocess" / "1" / MODEL_FOLDER, [REPORT_NAME])
     write_package_source(out / options.name / "1" / PACKAGE_FOLDER)
     if engine is not None:
         _copy_plans(engine, out / f"{options.name}_trt" / "1")
     return list(configs)
-
-
-def runtime_files(artifact: Artifact) -> list[str]:
-    """What the runtime model reads: convert.json, the ONNX graphs it may run (never the raw export) and
-    the full-TensorRT engine with its sidecar (a TensorRT-RTX plan does not run in Triton's containers)."""
-    graphs = [graph_name(p) for p in PRECISIONS if (artifact.folder / graph_name(p)).is_file()]
-    engine = artifact.engine(ENGINE_NAMES["tensorrt"])
-    engines = [engine.path.name, sidecar_path(engine.path).name] if engine is not None else []
-    return [REPORT_NAME, *graphs, *engines]
 
 
 def _copy_files(source: Path, target: Path, names: list[str]) -> None:
