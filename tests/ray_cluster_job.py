@@ -3,9 +3,11 @@ whose only interface is the loopback (`unshare --net`): Ray's GCS and raylets li
 of their machine, so a namespace is what keeps them on 127.0.0.1. Both nodes (one CPU each) are started
 with `ray start --block` and stopped by PID, with every process they started.
 
-    unshare --net sh -c 'ip link set lo up && exec python tests/ray_cluster_job.py WORK MODEL'
+    unshare --net sh -c 'ip link set lo up && exec python tests/ray_cluster_job.py WORK MODEL [--bench]'
 
-WORK holds `images/` (made by the test); the runs write `out_*` there and `results.json`.
+WORK holds `images/` (made by the test); the runs write `out_*` there and `results.json`. With `--bench`
+(benchmarks/README.md): one actor, then one actor on each node, on the same images, and Ray's own cost
+per batch (wall time beyond the actors' compute), into `bench.json`.
 """
 
 from __future__ import annotations
@@ -142,7 +144,28 @@ def run_on_s3(work: Path, model: Path, options: ClusterOptions) -> dict[str, Any
         moto.wait(timeout=30)
 
 
-def main(work: Path, model: Path) -> int:
+def bench(work: Path, model: Path, options: ClusterOptions) -> dict[str, Any]:
+    """Images/s with one actor (one node's CPU) and with one actor per node, and Ray's cost per batch."""
+    import pyarrow.parquet as pq
+
+    runs: dict[str, Any] = {}
+    images = len(list((work / "images").rglob("*.jpg")))
+    for actors in (1, 2):
+        segment_dataset([str(work / "images")], str(work / f"warm{actors}"), model, options)  # actors, caches
+        started = time.perf_counter()
+        report = segment_dataset([str(work / "images")], str(work / f"bench{actors}"), model,
+                                 ClusterOptions(**{**asdict(options), "min_workers": actors, "max_workers": actors}))
+        wall = time.perf_counter() - started
+        compute = sum(pq.read_table(report.manifest).column("seconds").to_pylist())
+        batches = -(-images // options.rows_per_batch)
+        runs[f"{actors}_actor"] = {"images": report.written, "seconds": wall, "images_per_s": report.written / wall,
+                                   "actor_compute_seconds": compute, "batches": batches,
+                                   "ray_ms_per_batch": 1000 * (wall - compute / actors) / batches}
+    runs["two_nodes_over_twice_one"] = runs["2_actor"]["images_per_s"] / (2 * runs["1_actor"]["images_per_s"])
+    return runs
+
+
+def main(work: Path, model: Path, benchmark: bool = False) -> int:
     os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
                        "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"})
     cluster = Cluster(work)
@@ -152,6 +175,9 @@ def main(work: Path, model: Path) -> int:
         options = ClusterOptions(address=cluster.address, backend="onnxruntime-cpu", batch=4, rows_per_batch=8,
                                  min_workers=2, max_workers=2)
         results["nodes"] = 2
+        if benchmark:
+            (work / "bench.json").write_text(json.dumps(bench(work, model, options), indent=2))
+            return 0
         results["full"] = report_of(segment_dataset([str(work / "images")], str(work / "out"), model, options))
         shutil.copy(results["full"]["manifest"], work / "manifest-full.parquet")  # the resumed run writes anew
         results["kill"] = run_killing_a_worker(work, model, options)
@@ -175,4 +201,4 @@ def main(work: Path, model: Path) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(Path(sys.argv[1]), Path(sys.argv[2])))
+    raise SystemExit(main(Path(sys.argv[1]), Path(sys.argv[2]), "--bench" in sys.argv[3:]))

@@ -71,3 +71,13 @@ def test_narrowing_keeps_the_index_inputs_of_one_node_one_type(tmp_path):
     candidate = tmp_path / "narrow.onnx"
     onnx.save(model, str(candidate))
     assert compare_on_onnxruntime(reference, candidate, [(2, 4, 5), (1, 4, 9)])[0] == 0.0
+
+
+def test_onnxruntime_cpu_threads_follow_omp_num_threads(monkeypatch):
+    """Ray gives a CPU actor OMP_NUM_THREADS = its CPUs; ONNX Runtime would otherwise take every core."""
+    from deploy_kit.backends.onnxruntime.cpu import quiet_session_options
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert quiet_session_options().intra_op_num_threads == 1
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert quiet_session_options().intra_op_num_threads == 0  # ONNX Runtime's own choice: the machine's cores

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,11 @@ def quiet_session_options():  # type: ignore[no-untyped-def]
     # Decode and write threads share the cores with inference: idle ORT threads must sleep, not spin.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    # ONNX Runtime sizes its pool to the machine's cores; a process given fewer (Ray sets OMP_NUM_THREADS to
+    # an actor's CPUs, as does a user sharing a machine) would oversubscribe them.
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    if threads.isdigit() and int(threads) > 0:
+        options.intra_op_num_threads = int(threads)
     return options
 
 
