@@ -26,9 +26,10 @@ import numpy as np
 
 from .artifact import Artifact
 from .errors import ConfigError, DeployKitError, EngineCompatibilityError
+from .files import error_line
 from .fileio import atomic_output, cache_root, sha256_json, write_bytes_atomic
-from .images import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, InputImage, collect_inputs, decode_image, label_png_bytes,
-                     overlay, overlay_jpeg_bytes, PALETTE_BGR, plan_outputs)
+from .images import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, InputImage, collect_inputs, decode_image, label_overlay,
+                     label_png_bytes, overlay_jpeg_bytes, plan_outputs)
 from .segmenter import Segmenter, resolve_model
 
 log = logging.getLogger(__name__)
@@ -190,7 +191,8 @@ def plan_destination(inputs: list[InputImage], target: Location) -> tuple[list[P
     plans, warnings, refused = plan_outputs(inputs, root)
     for line in warnings:
         log.warning("%s", line)
-    return [Planned(str(p.image.resolve()) if target.local else str(p.image), target.join(PurePosixPath(p.label.relative_to(root))),
+    return [Planned(str(p.image.resolve()) if target.local else str(p.image),
+                    target.join(PurePosixPath(p.label.relative_to(root))),
                     target.join(PurePosixPath(p.overlay.relative_to(root)))) for p in plans], list(refused)
 
 
@@ -245,10 +247,8 @@ class SegmentBatch:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
         if self.segmenter is None:  # rows that tell the driver to stop (Ray replaces a raised error's type)
-            sources = [str(path) for path in batch["path"]]
             line = f"a Ray actor could not open the model: {self.error}"
-            return {"source": sources, "output": [""] * len(sources), "status": [UNUSABLE] * len(sources),
-                    "error": [line] * len(sources), "seconds": [0.0] * len(sources)}
+            return _columns([(str(path), "", UNUSABLE, line, 0.0) for path in batch["path"]])
         started = time.perf_counter()
         plans = [self.plans[str(path)] for path in batch["path"]]
         data = dict(zip((p.source for p in plans), batch["bytes"]))
@@ -257,17 +257,16 @@ class SegmentBatch:
                                       workers=2, keep_images=self.options.overlay)
         rows = [self._finish(item) for item in items]
         seconds = (time.perf_counter() - started) / max(1, len(rows))
-        return {"source": [r[0] for r in rows], "output": [r[1] for r in rows], "status": [r[2] for r in rows],
-                "error": [r[3] for r in rows], "seconds": [seconds] * len(rows)}
+        return _columns([(*row, seconds) for row in rows])
 
     def _finish(self, item: Any) -> tuple[str, str, str, str]:
         plan: Planned = item.source
         if item.error is not None:
-            return plan.source, "", "failed", _error_line(plan.source, item.error)
+            return plan.source, "", "failed", error_line(plan.source, item.error)
         try:
             self._put(plan.label, label_png_bytes(item.labels))
             if self.options.overlay:
-                self._put(plan.overlay, overlay_jpeg_bytes(overlay(item.image, PALETTE_BGR[item.labels]), plan.overlay))
+                self._put(plan.overlay, overlay_jpeg_bytes(label_overlay(item.image, item.labels), plan.overlay))
         except (OSError, DeployKitError) as exc:
             return plan.source, "", "failed", f"{plan.label}: cannot write the result · Note: {exc}"
         return plan.source, plan.label, "written", ""
@@ -280,13 +279,13 @@ class SegmentBatch:
             stream.write(data)
 
 
-def _error_line(source: str, error: DeployKitError) -> str:
-    line = error.one_line()
-    return line if source in line else f"{source}: {line}"
-
-
 def _row(plan: Planned, status: str) -> dict[str, Any]:
     return {"source": plan.source, "output": plan.label, "status": status, "error": "", "seconds": 0.0}
+
+
+def _columns(rows: list[tuple[Any, ...]]) -> dict[str, list[Any]]:
+    """Rows of (source, output, status, error, seconds) as the columns an actor returns."""
+    return {name: [row[i] for row in rows] for i, name in enumerate(_COLUMNS)}
 
 
 def _rows_of(batch: dict[str, np.ndarray]) -> list[dict[str, Any]]:
@@ -298,9 +297,8 @@ def write_manifest(rows: list[dict[str, Any]], target: Location) -> str:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pylist(rows, schema=pa.schema([("source", pa.string()), ("output", pa.string()),
-                                                         ("status", pa.string()), ("error", pa.string()),
-                                                         ("seconds", pa.float64())]))
+    schema = pa.schema([(name, pa.float64() if name == "seconds" else pa.string()) for name in _COLUMNS])
+    table = pa.Table.from_pylist(rows, schema=schema)
     path = f"{target.path}/{MANIFEST}"
     try:
         if target.local:

@@ -63,7 +63,7 @@ def segment_files(segmenter: Segmenter, plans: list[OutputPlan], overlay: bool =
                                  overlay=overlay)
         for item in items:
             if item.error is not None:
-                fail(_error_line(item.source.image, item.error))
+                fail(error_line(item.source.image, item.error))
                 continue
             assert item.labels is not None
             writing.append((item.source, writers.submit(_write, item.source, item.labels, item.image, item.overlay)))
@@ -89,6 +89,7 @@ def _write(plan: OutputPlan, labels: np.ndarray, image: np.ndarray | None, blend
         write_overlay(plan.overlay, image, labels)
 
 
-def _error_line(path: Path, error: DeployKitError) -> str:
+def error_line(path: Path | str, error: DeployKitError) -> str:
+    """The error's line, led by the input's path unless it already names it."""
     line = error.one_line()
     return line if str(path) in line else f"{path}: {line}"

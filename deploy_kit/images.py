@@ -216,7 +216,12 @@ def _save_label_png(target: Path | io.BytesIO, labels: np.ndarray) -> None:
 
 def write_overlay(path: Path, image_bgr: np.ndarray, labels: np.ndarray) -> Path:
     """The label colours blended over the image (PaddleSeg's visualize), as a JPEG."""
-    return write_overlay_jpeg(path, overlay(image_bgr, PALETTE_BGR[labels]))
+    return write_overlay_jpeg(path, label_overlay(image_bgr, labels))
+
+
+def label_overlay(image_bgr: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The label colours blended over the image, as PaddleSeg's visualize blends them."""
+    return overlay(image_bgr, PALETTE_BGR[labels])
 
 
 def write_overlay_jpeg(path: Path, blended_bgr: np.ndarray) -> Path:

@@ -80,7 +80,8 @@ class HostSession:
         labels: list[np.ndarray] = []
         for run in same_size_runs([(tensor.shape[1], tensor.shape[2]) for tensor in inputs]):  # one size a batch
             outputs = self.executor.run(np.stack([inputs[i] for i in run]))
-            labels += [postprocess_cpu(output, (images[i].shape[0], images[i].shape[1])) for output, i in zip(outputs, run)]
+            labels += [postprocess_cpu(output, (images[i].shape[0], images[i].shape[1]))
+                       for output, i in zip(outputs, run)]
         return labels
 
     def close(self) -> None:

@@ -49,7 +49,8 @@ def stream(sources: Iterable[Source], decode: Decode[Source], submit: Submit, ba
            batch_key: Callable[[Any], Hashable] | None = None) -> Iterator[StreamItem[Source]]:
     """Decodes `sources` on `workers` threads ahead of `submit`, which gets batches of at most `batch`
     decoded images of one `batch_key` (a dynamic-shape model's batch is of one size), at most `in_flight`
-    of them not yet collected; yields every source's outcome in input order. Stopping the iteration (or Ctrl-C) cancels what was not started and waits for the
+    of them not yet collected; yields every source's outcome in input order. Stopping the iteration
+    (or Ctrl-C) cancels what was not started and waits for the
     decodes and batches under way."""
     pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="deploy-kit-decode")
     pending: collections.deque[tuple[Source, Future[Any]]] = collections.deque()
