@@ -12,7 +12,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from .benchmark import Summary, timed
@@ -53,12 +52,12 @@ class GpuUtilization:
 
 
 def from_files(model: Path, folder: Path, batches: tuple[int, ...], backend: str, overlay: bool = False,
-               workers: int | None = None, device: int = 0) -> list[dict[str, Any]]:
+               workers: int | None = None, device: int = 0, decoder: str = "auto") -> list[dict[str, Any]]:
     """One row per batch size: images/s of `infer` from `folder`'s files into a scratch folder."""
     rows = []
     inputs, _ = collect_inputs([str(folder)])
     for batch in batches:
-        with Segmenter(model, backend=backend, device=device, max_batch=batch) as segmenter, \
+        with Segmenter(model, backend=backend, device=device, max_batch=batch, decoder=decoder) as segmenter, \
                 tempfile.TemporaryDirectory(prefix="deploy-kit-bench-") as scratch:
             plans, _, _ = plan_outputs(inputs, Path(scratch))
             segment_files(segmenter, plans[:2 * batch], overlay, workers=workers)  # warm-up: kernels, graphs
@@ -66,14 +65,15 @@ def from_files(model: Path, folder: Path, batches: tuple[int, ...], backend: str
                 report = segment_files(segmenter, plans, overlay, workers=workers)
             rows.append({"batch": batch, "overlay": overlay, "images": len(report.written),
                          "failed": len(report.failed), "images_per_s": len(report.written) / report.seconds,
-                         "gpu_utilization_percent": utilization.mean, "backend": segmenter.backend})
+                         "gpu_utilization_percent": utilization.mean, "backend": segmenter.backend,
+                         "decoder": segmenter.decoder})
     return rows
 
 
 def jpeg_to_labels_ms(model: Path, jpeg: bytes, backend: str, iterations: int = 30,
-                      device: int = 0) -> dict[str, float]:
-    """Latency of one image from JPEG bytes to the label map in host memory (decode + predict)."""
-    with Segmenter(model, backend=backend, device=device, max_batch=1) as segmenter:
-        samples = timed(lambda: segmenter.predict(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)),
+                      device: int = 0, decoder: str = "auto") -> dict[str, Any]:
+    """Latency of one image from JPEG bytes to the label map in host memory (read, decode, predict)."""
+    with Segmenter(model, backend=backend, device=device, max_batch=1, decoder=decoder) as segmenter:
+        samples = timed(lambda: segmenter.predict_loaded([segmenter.load_bytes(jpeg, "benchmark.jpg")]),
                         iterations, warmup=3)
-    return asdict(Summary.of(samples))
+        return {**asdict(Summary.of(samples)), "decoder": segmenter.decoder}

@@ -26,10 +26,9 @@ import numpy as np
 
 from .artifact import Artifact
 from .errors import ConfigError, DeployKitError, EngineCompatibilityError
-from .files import error_line
+from .files import error_line, overlay_jpeg
 from .fileio import atomic_output, cache_root, sha256_json, write_bytes_atomic
-from .images import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, InputImage, collect_inputs, decode_image, label_overlay,
-                     label_png_bytes, overlay_jpeg_bytes, plan_outputs)
+from .images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, InputImage, collect_inputs, label_png_bytes, plan_outputs
 from .segmenter import Segmenter, resolve_model
 
 log = logging.getLogger(__name__)
@@ -56,6 +55,7 @@ class ClusterOptions:
     overlay: bool = False
     skip_existing: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
+    decoder: str = "auto"  # where each actor decodes JPEGs (Segmenter's `decoder`)
 
 
 @dataclass
@@ -239,7 +239,7 @@ class SegmentBatch:
         self.error: str | None = None
         try:
             self.segmenter: Segmenter | None = Segmenter(materialize(fetched["bundle"]), backend=options.backend,
-                                                         max_batch=options.batch)
+                                                         max_batch=options.batch, decoder=options.decoder)
         except Exception as exc:  # any failure: reported from __call__, so the run stops instead of restarting us
             self.segmenter = None
             self.error = exc.one_line() if isinstance(exc, DeployKitError) else f"{type(exc).__name__}: " + \
@@ -252,9 +252,10 @@ class SegmentBatch:
         started = time.perf_counter()
         plans = [self.plans[str(path)] for path in batch["path"]]
         data = dict(zip((p.source for p in plans), batch["bytes"]))
-        items = self.segmenter.stream(plans, decode=lambda p: decode_image(bytes(data[p.source]), p.source,
-                                                                            self.options.max_pixels),
-                                      workers=2, keep_images=self.options.overlay)
+        segmenter = self.segmenter
+        items = segmenter.stream(plans, decode=lambda p: segmenter.load_bytes(bytes(data[p.source]), p.source,
+                                                                             self.options.max_pixels),
+                                 workers=2, overlay=self.options.overlay)
         rows = [self._finish(item) for item in items]
         seconds = (time.perf_counter() - started) / max(1, len(rows))
         return _columns([(*row, seconds) for row in rows])
@@ -266,7 +267,7 @@ class SegmentBatch:
         try:
             self._put(plan.label, label_png_bytes(item.labels))
             if self.options.overlay:
-                self._put(plan.overlay, overlay_jpeg_bytes(label_overlay(item.image, item.labels), plan.overlay))
+                self._put(plan.overlay, overlay_jpeg(plan.overlay, item.labels, item.image, item.overlay))
         except (OSError, DeployKitError) as exc:
             return plan.source, "", "failed", f"{plan.label}: cannot write the result · Note: {exc}"
         return plan.source, plan.label, "written", ""

@@ -168,6 +168,10 @@ class Stream(_Owned):
                      src_offset: int = 0) -> None:
         check_cuda(self._driver.cuMemcpyDtoHAsync(dst.ptr + dst_offset, src.ptr + src_offset, nbytes, self.handle))
 
+    def copy_device(self, dst_ptr: int, src_ptr: int, nbytes: int) -> None:
+        """Device to device, between buffers this process does not all own (a decoder's images)."""
+        check_cuda(self._driver.cuMemcpyDtoDAsync(dst_ptr, src_ptr, nbytes, self.handle))
+
     def zero(self, dst: DeviceBuffer, nbytes: int) -> None:
         check_cuda(self._driver.cuMemsetD8Async(dst.ptr, 0, nbytes, self.handle))
 

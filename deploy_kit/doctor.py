@@ -13,6 +13,7 @@ from typing import Any
 
 from .backends.tensorrt.features import probe_tensorrt
 from .backends.tensorrt.support import engine_problems, in_range, support_table, supported_sms, version_tuple
+from .gpu_jpeg import gpu_jpeg_decoder
 from .machine import GpuInfo, detect_gpus
 
 OK, INFO, WARNING, ERROR = "ok", "info", "warning", "error"
@@ -34,6 +35,7 @@ class Readings:
     onnxruntime_providers: tuple[str, ...] = ()
     packages: dict[str, str | None] = field(default_factory=dict)  # cuda-bindings, paddle, paddle2onnx
     nvimgcodec: str | None = None  # nvImageCodec's version, which any of its CUDA builds reports
+    jpeg_decoder: tuple[str, str] = ("cpu", "not checked")  # what --decoder auto picks on GPU 0, and why
 
 
 @dataclass(frozen=True)
@@ -107,13 +109,17 @@ def check_engine(meta: dict[str, Any], r: Readings, onnx_present: bool, convert_
 
 
 def check_nvimgcodec(r: Readings) -> list[Check]:
-    """nvImageCodec matters only with a GPU: it JPEG-encodes overlays there."""
+    """nvImageCodec matters only with a GPU: it decodes JPEGs on the GPU's hardware decoder there, and
+    JPEG-encodes overlays."""
     if not r.gpus:
         return []
+    kind, why = r.jpeg_decoder
+    decoder = Check("JPEG decoder", OK, f"--decoder auto picks {kind} with a GPU backend: {why}")
     if r.nvimgcodec:
-        return [Check("nvImageCodec", OK, f"{r.nvimgcodec} (overlays are JPEG-encoded on the GPU)")]
-    return [Check("nvImageCodec", WARNING, "not installed: overlays are JPEG-encoded on the CPU",
-                  "pip install 'deploy-kit[cuda]' (on Jetson: pip install 'nvidia-nvimgcodec-tegra-cu12[nvjpeg]')")]
+        return [Check("nvImageCodec", OK, f"{r.nvimgcodec} (overlays are JPEG-encoded on the GPU)"), decoder]
+    fix = "pip install 'deploy-kit[cuda]' (on Jetson: pip install 'nvidia-nvimgcodec-tegra-cu12[nvjpeg]')"
+    return [Check("nvImageCodec", WARNING, "not installed: JPEGs are decoded and overlays encoded on the CPU", fix),
+            replace(decoder, status=WARNING, fix=fix)]
 
 
 def blocking_errors(r: Readings) -> list[Check]:
@@ -168,7 +174,16 @@ def read_machine() -> Readings:
     return replace(fast_readings(), cudnn=_cudnn(), onnxruntime=ort_version,
                                onnxruntime_providers=providers,
                                packages={n: _package(n) for n in ("cuda-bindings", "paddlepaddle", "paddle2onnx")},
-                               nvimgcodec=next(filter(None, map(_package, _NVIMGCODEC_BUILDS)), None))
+                               nvimgcodec=next(filter(None, map(_package, _NVIMGCODEC_BUILDS)), None),
+                               jpeg_decoder=_jpeg_decoder())
+
+
+def _jpeg_decoder() -> tuple[str, str]:
+    """What `--decoder auto` picks on GPU 0 (the probe decodes a small JPEG there), and why."""
+    if not detect_gpus():
+        return "cpu", "no CUDA GPU"
+    decoder, why = gpu_jpeg_decoder(0)
+    return ("gpu" if decoder is not None else "cpu"), why
 
 
 _NVIMGCODEC_BUILDS = ("nvidia-nvimgcodec-cu13", "nvidia-nvimgcodec-cu12", "nvidia-nvimgcodec-tegra-cu12")

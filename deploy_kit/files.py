@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import DeployKitError
 from .fileio import write_bytes_atomic
-from .images import DEFAULT_MAX_PIXELS, OutputPlan, read_image, write_label_png, write_overlay, write_overlay_jpeg
+from .images import DEFAULT_MAX_PIXELS, OutputPlan, label_overlay, overlay_jpeg_bytes, write_label_png
 from .runtime.stream import Overlay
 from .segmenter import Segmenter, default_workers
 
@@ -59,7 +59,7 @@ def segment_files(segmenter: Segmenter, plans: list[OutputPlan], overlay: bool =
         on_done(len(report.written) + len(report.failed))
 
     try:
-        items = segmenter.stream(plans, decode=lambda plan: read_image(plan.image, max_pixels), workers=threads,
+        items = segmenter.stream(plans, decode=lambda plan: segmenter.load(plan.image, max_pixels), workers=threads,
                                  overlay=overlay)
         for item in items:
             if item.error is not None:
@@ -78,15 +78,20 @@ def segment_files(segmenter: Segmenter, plans: list[OutputPlan], overlay: bool =
 
 
 def _write(plan: OutputPlan, labels: np.ndarray, image: np.ndarray | None, blended: Overlay | None) -> None:
-    """The label PNG, and the overlay: as the GPU encoded it, encoded here from the GPU's blend, or
-    blended and encoded here from the image (the CPU path)."""
     write_label_png(plan.label, labels)
+    if blended is not None or image is not None:
+        write_bytes_atomic(plan.overlay, overlay_jpeg(plan.overlay, labels, image, blended))
+
+
+def overlay_jpeg(path: Path | str, labels: np.ndarray, image: np.ndarray | None, blended: Overlay | None) -> bytes:
+    """The overlay's JPEG (`path` names it in errors): as the GPU encoded it, encoded here from the GPU's
+    blend, or blended and encoded here from the image (the CPU path)."""
     if isinstance(blended, bytes):
-        write_bytes_atomic(plan.overlay, blended)
-    elif blended is not None:
-        write_overlay_jpeg(plan.overlay, blended)
-    elif image is not None:
-        write_overlay(plan.overlay, image, labels)
+        return blended
+    if blended is not None:
+        return overlay_jpeg_bytes(blended, path)
+    assert image is not None
+    return overlay_jpeg_bytes(label_overlay(image, labels), path)
 
 
 def error_line(path: Path | str, error: DeployKitError) -> str:

@@ -32,7 +32,7 @@ from .convert.pipeline import convert, rebuild_engine
 from .doctor import blocking_errors, fast_readings
 from .errors import ConfigError, EngineCompatibilityError, InputImageError
 from .fileio import cache_root, sha256_json
-from .images import DEFAULT_MAX_PIXELS, read_image
+from .images import DEFAULT_MAX_PIXELS, EncodedImage, decode_image, encoded_image, hardware_jpeg, read_encoded
 from .machine import GpuInfo
 from .paddleseg.demo import restore_default_model
 from .paddleseg.preprocess import PreprocessSpec
@@ -42,6 +42,11 @@ from .runtime.session import GpuSession, HostSession, Pending, Session
 from .runtime.stream import Source, StreamItem, stream
 
 log = logging.getLogger(__name__)
+
+DECODERS = ("auto", "cpu", "gpu")
+DECODER_HELP = ("where JPEGs are decoded: gpu = the GPU's hardware JPEG decoder (nvImageCodec; labels ≥ 99.99%% "
+                "identical), cpu = OpenCV (bit-exact with PaddleSeg), auto = gpu when the backend runs on a GPU "
+                "that has one (default)")
 
 
 def resolve_model(model: Path, device: int = 0) -> Artifact:
@@ -75,7 +80,7 @@ def choose_backend(artifact: Artifact, wanted: str, device: int) -> Choice:
 class Prepared:
     """A decoded image and what the session prepared from it on the decode thread."""
 
-    image: np.ndarray
+    image: np.ndarray | EncodedImage
     tensor: Any
 
 
@@ -84,7 +89,8 @@ class Segmenter:
 
     def __init__(self, model: Path | str | None = None, backend: str = "auto", device: int = 0, max_batch: int = 8,
                  precision: str | None = None, cuda_graph: bool = False, in_flight: int = 3,
-                 crop_size: tuple[int, int] | None = None, stride: tuple[int, int] | None = None) -> None:
+                 crop_size: tuple[int, int] | None = None, stride: tuple[int, int] | None = None,
+                 decoder: str = "auto") -> None:
         """`precision` picks the ONNX graph ONNX Runtime runs: by default the converted precision on the
         GPU and FP32 on the CPU (where FP16 is emulated). `cuda_graph` replays inference as a captured
         CUDA graph (TensorRT only). `device` is the CUDA device every check, rebuild and run uses.
@@ -92,7 +98,8 @@ class Segmenter:
         `model`: a convert output or a PaddleSeg export; without it, the shipped demo model, as the CLI.
         `crop_size` and `stride`, (width, height) as in PaddleSeg's `test_config`: sliding-window
         inference, each image cropped as PaddleSeg's `slide_inference` crops it (`stride` defaults to
-        two thirds of the crop); `max_batch` crops run at once."""
+        two thirds of the crop); `max_batch` crops run at once. `decoder` (auto, cpu, gpu): where `stream`
+        and `load` decode JPEG files; `decoder_reason` says why, as `choice.reason` does for the backend."""
         self.model = resolve_model(Path(model) if model is not None else restore_default_model(), device)
         self.spec = PreprocessSpec.from_metadata(self.model.preprocessing)
         self.window = self._slide_window(crop_size, stride)
@@ -109,6 +116,29 @@ class Segmenter:
             self.choice = Choice(cpu, cpu.check(self.model, (), device), f"{why}; ONNX Runtime on the CPU")
         self.max_batch, self.in_flight = max_batch, in_flight
         self.session: Session = self._open_session(device, precision, cuda_graph)
+        try:
+            self.decoder, self.decoder_reason = self._start_decoder(decoder)
+        except BaseException:
+            self.session.close()
+            raise
+
+    def _start_decoder(self, wanted: str) -> tuple[str, str]:
+        """'gpu' or 'cpu', and why; a decoder the user named is never replaced (ConfigError instead)."""
+        if wanted not in DECODERS:
+            raise ConfigError(f"unknown decoder {wanted!r}", hint=f"use one of {', '.join(DECODERS)}")
+        if wanted == "cpu":
+            return "cpu", "OpenCV, as asked (bit-exact with PaddleSeg)"
+        if not isinstance(self.session, GpuSession):
+            if wanted == "gpu":
+                raise ConfigError(f"--decoder gpu needs a backend on the GPU; {self.backend} runs on the CPU",
+                                  hint="use --decoder auto or cpu")
+            return "cpu", f"OpenCV: {self.backend} runs on the CPU"
+        try:
+            return "gpu", self.session.start_jpeg_decoder()
+        except ConfigError as exc:
+            if wanted == "gpu":
+                raise
+            return "cpu", f"OpenCV: {exc.what}"
 
     def _slide_window(self, crop_size: tuple[int, int] | None, stride: tuple[int, int] | None) -> SlideWindow | None:
         """The sliding window asked for, checked against the model: its scores are averaged, so it needs a
@@ -159,26 +189,50 @@ class Segmenter:
         """A list of uint8 H x W label maps, one per BGR uint8 H x W x 3 image, each at its image's size:
         one array gives a list of one (`predict(image)[0]`), a sequence of N arrays a list of N. Anything
         else is a ValueError that says what was given."""
-        images = checked_images(images)
+        return self.predict_loaded(checked_images(images))
+
+    def predict_loaded(self, images: Sequence[np.ndarray | EncodedImage]) -> list[np.ndarray]:
+        """Label maps of what `load` or `load_bytes` gave (JPEGs left encoded are decoded in the batch)."""
         results: list[np.ndarray] = []
         for start in range(0, len(images), self.max_batch):
             results.extend(self.session.run(list(images[start:start + self.max_batch])))
         return results
 
-    def stream(self, inputs: Iterable[Source], decode: Callable[[Source], np.ndarray] | None = None,
+    def load(self, source: object, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray | EncodedImage:
+        """An image file (path) read for this segmenter's decoder: a JPEG the GPU's hardware decoder takes
+        stays encoded (it is decoded in the batch, on the GPU), anything else is decoded here as PaddleSeg
+        reads it; an array is checked like `predict` checks it."""
+        if isinstance(source, (str, Path)):
+            return self.ingest(read_encoded(Path(source), max_pixels))
+        try:
+            return checked_images(source)[0]
+        except ValueError as exc:
+            raise InputImageError(str(exc)) from None
+
+    def load_bytes(self, data: bytes, source: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray | EncodedImage:
+        """Encoded image bytes (`source` names them in errors) read as `load` reads a file."""
+        return self.ingest(encoded_image(data, source, max_pixels))
+
+    def ingest(self, image: EncodedImage) -> np.ndarray | EncodedImage:
+        if self.decoder == "gpu" and hardware_jpeg(image.data):
+            return image
+        return decode_image(image, image.source)
+
+    def stream(self, inputs: Iterable[Source], decode: Callable[[Source], np.ndarray | EncodedImage] | None = None,
                workers: int | None = None, keep_images: bool = False, overlay: bool = False,
                max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[StreamItem[Source]]:
         """Segments image files (paths) or arrays as they come, decoding ahead on `workers` threads
         (default: half the CPUs) while earlier batches run; yields one `StreamItem` per input, in input
-        order, with its labels or its error. `decode` turns a custom source into a BGR uint8 image.
+        order, with its labels or its error. `decode` turns a custom source into a BGR uint8 image (or
+        what `load_bytes` gives, to keep the GPU decoder).
         `overlay`: on the GPU each item carries its overlay (blended there; JPEG bytes when nvImageCodec
         encoded it, else BGR pixels); on the CPU each item keeps its image for the caller to blend."""
-        load = decode or functools.partial(_load, max_pixels=max_pixels)
+        load = decode or functools.partial(self.load, max_pixels=max_pixels)
         session = self.session
         gpu_overlays = overlay and session.makes_overlays
         keep_images = keep_images or (overlay and not gpu_overlays)
 
-        def load_and_prepare(source: Source) -> Prepared:
+        def load_and_prepare(source: Source) -> Prepared:  # on a decode thread
             image = load(source)
             return Prepared(image, session.prepare(image))
 
@@ -233,12 +287,3 @@ def default_workers() -> int:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
     return max(2, cpus // 2)
 
-
-def _load(source: object, max_pixels: int) -> np.ndarray:
-    """An image file (path) read as PaddleSeg reads it, or an array checked like `predict` checks it."""
-    if isinstance(source, (str, Path)):
-        return read_image(Path(source), max_pixels)
-    try:
-        return checked_images(source)[0]
-    except ValueError as exc:
-        raise InputImageError(str(exc)) from None

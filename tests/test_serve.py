@@ -95,10 +95,7 @@ def test_dynamic_batching_shows_in_tritons_statistics(server):
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    metrics = urllib.request.urlopen(f"http://{server['metrics']}/metrics", timeout=5).read().decode()
-    counts = {name: sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
-                        if line.startswith(name + "{") and 'model="seg"' in line)
-              for name in ("nv_inference_count", "nv_inference_exec_count")}
+    counts = _counts(server)
     assert 0 < counts["nv_inference_exec_count"] < counts["nv_inference_count"], counts  # requests ran together
 
 
@@ -143,25 +140,77 @@ def test_bad_requests_get_errors_and_the_server_goes_on(server):
 
     client = http.InferenceServerClient(server["http"])
 
-    def fails(name: str, datatype: str, array: np.ndarray) -> str:
-        request = http.InferInput(name, list(array.shape), datatype)
-        request.set_data_from_numpy(array)
+    def refused(name: str, datatype: str, array: np.ndarray) -> str:
+        """Triton's own error, for a request its model configuration does not allow."""
         with pytest.raises(InferenceServerException) as caught:
-            client.infer("seg", [request])
+            _infer(client, name, datatype, array)
         return str(caught.value)
 
     image = cv2.imread(str(PHOTOS[1]))
-    assert "FP32" in fails("image", "FP32", image[None].astype(np.float32))  # wrong dtype
-    assert "image" in fails("image", "UINT8", image[None, :, :, 0])  # wrong rank
-    corrupt = fails("image_bytes", "BYTES", np.array([[PHOTOS[1].read_bytes()[:200]]], dtype=object))
-    assert "image_bytes[0]: " in corrupt and ("can decode" in corrupt or "truncated" in corrupt)
+    assert "FP32" in refused("image", "FP32", image[None].astype(np.float32))  # wrong dtype
+    assert "image" in refused("image", "UINT8", image[None, :, :, 0])  # wrong rank
+    assert refused("image_bytes", "BYTES", np.zeros((0, 1), dtype=object))  # an empty batch
+    corrupt = _infer(client, "image_bytes", "BYTES", np.array([[PHOTOS[1].read_bytes()[:200]]], dtype=object))
+    line = _error(corrupt)
+    assert line.startswith("image_bytes[0]: ") and ("can decode" in line or "truncated" in line), line
+    assert corrupt.as_numpy("labels") is None
     big = cv2.imencode(".png", np.zeros((600, 600, 3), np.uint8))[1].tobytes()
-    assert "above the limit of 300,000" in fails("image_bytes", "BYTES", np.array([[big]], dtype=object))
-    assert fails("image_bytes", "BYTES", np.zeros((0, 1), dtype=object))  # an empty batch
-    np.testing.assert_array_equal(_http_infer(server["http"], PHOTOS[1].read_bytes()).shape, image.shape[:2])
-    assert "RequestError: image_bytes[0]: " in corrupt  # the one-line error, not a stack of our code
+    assert "above the limit of 300,000" in _error(_infer(client, "image_bytes", "BYTES", np.array([[big]], dtype=object)))
+    good = _infer(client, "image_bytes", "BYTES", np.array([[PHOTOS[1].read_bytes()]], dtype=object))
+    assert _error(good) == "" and good.as_numpy("labels")[0].shape == image.shape[:2]
     log = server["log"].read_text()
     assert "request failed: image_bytes[0]: " in log and "Traceback" not in log, log[-3000:]
+
+
+def test_a_bad_request_fails_alone_in_its_dynamic_batch(server):
+    """Eight requests at once, batched together by Triton (20 ms queue delay): the corrupt one gets its
+    error, the seven others their labels, equal to what they get alone."""
+    import tritonclient.http as http
+
+    jpeg = PHOTOS[2].read_bytes()
+    alone = _http_infer(server["http"], jpeg)
+    payloads = [jpeg] * 3 + [jpeg[:200]] + [jpeg] * 4
+    results: list = [None] * len(payloads)
+    barrier = threading.Barrier(len(payloads))
+    before = _counts(server)
+
+    def send(index: int) -> None:
+        client = http.InferenceServerClient(server["http"])
+        barrier.wait()
+        results[index] = _infer(client, "image_bytes", "BYTES", np.array([[payloads[index]]], dtype=object))
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(payloads))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    after = _counts(server)
+    assert after["nv_inference_exec_count"] - before["nv_inference_exec_count"] < len(payloads)  # batched
+    assert _error(results[3]).startswith("image_bytes[0]: ")
+    for index in (0, 1, 2, 4, 5, 6, 7):
+        assert _error(results[index]) == ""
+        np.testing.assert_array_equal(results[index].as_numpy("labels")[0], alone)
+
+
+def _infer(client, name: str, datatype: str, array: np.ndarray):
+    import tritonclient.http as http
+
+    request = http.InferInput(name, list(array.shape), datatype)
+    request.set_data_from_numpy(array)
+    return client.infer("seg", [request])
+
+
+def _error(result) -> str:
+    error = result.as_numpy("error")
+    return "" if error is None else error.reshape(-1)[0].decode()
+
+
+def _counts(server) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://{server['metrics']}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {name: sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                      if line.startswith(name + "{") and 'model="seg"' in line)
+            for name in ("nv_inference_count", "nv_inference_exec_count")}
 
 
 def test_a_clean_start_prints_what_infer_prints(server):

@@ -25,6 +25,7 @@ from ..benchmark_files import from_files, jpeg_to_labels_ms
 from ..errors import ConfigError
 from ..images import expand_inputs
 from ..machine import detect_gpus
+from ..segmenter import DECODER_HELP, DECODERS
 from ..synthetic import SceneSpec, generate_scene
 
 
@@ -49,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also time the real infer pipeline from DIR's image files to PNG files, and one "
                              "image from JPEG bytes to labels")
     parser.add_argument("--device", type=int, default=0, help="CUDA device index")
+    parser.add_argument("--decoder", default="auto", choices=DECODERS, help="with --from-files: " + DECODER_HELP)
 
 
 def _images(folder: Path | None) -> list[bytes]:
@@ -95,13 +97,14 @@ def _from_files_rows(args: argparse.Namespace, backend: str, batches: tuple[int,
     jpegs = sorted(args.from_files.glob("*.jp*g"))
     if not jpegs:
         raise ConfigError("no JPEG files to time", path=args.from_files, hint="give a folder of .jpg images")
-    rows = from_files(args.model, args.from_files, batches, backend, device=args.device)
-    rows += from_files(args.model, args.from_files, batches[:1], backend, overlay=True, device=args.device)
+    rows = from_files(args.model, args.from_files, batches, backend, device=args.device, decoder=args.decoder)
+    rows += from_files(args.model, args.from_files, batches[:1], backend, overlay=True, device=args.device,
+                       decoder=args.decoder)
     for row in rows:
-        print(f"from files, batch {row['batch']}{' with overlays' if row['overlay'] else ''}: "
+        print(f"from files ({row['decoder']} decoder), batch {row['batch']}{' with overlays' if row['overlay'] else ''}: "
               f"{row['images_per_s']:.1f} img/s" + (f", GPU {row['gpu_utilization_percent']:.0f}% busy"
                                                      if row["gpu_utilization_percent"] is not None else ""))
-    latency = jpeg_to_labels_ms(args.model, jpegs[0].read_bytes(), backend, device=args.device)
+    latency = jpeg_to_labels_ms(args.model, jpegs[0].read_bytes(), backend, device=args.device, decoder=args.decoder)
     print(f"one image from JPEG bytes to labels: {latency['mean']:.2f} ms (p99 {latency['p99']:.2f})")
     return {"folder": str(args.from_files), "rows": rows, "jpeg_to_labels_ms": latency}
 

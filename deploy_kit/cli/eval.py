@@ -94,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     reference = None
     if args.reference == "paddle":
         reference = load_reference(_paddle_model_dir(model))
-    with Segmenter(model, backend=args.backend, max_batch=args.batch) as segmenter:
+    # images are read by OpenCV here, as Paddle Inference reads them: labels compare bit-exact
+    with Segmenter(model, backend=args.backend, max_batch=args.batch, decoder="cpu") as segmenter:
         print(f"backend: {segmenter.backend} ({segmenter.choice.reason})")
         segmenter.predict([samples[0][1]])  # warm-up: kernels, cuDNN algorithms, thread pools
         started = time.perf_counter()

@@ -24,7 +24,7 @@ from ..paddleseg.demo import restore_default_model
 from ..paddleseg.slide import parse_pair
 from ..files import segment_files
 from ..images import DEFAULT_MAX_PIXELS, collect_inputs, plan_outputs
-from ..segmenter import Segmenter
+from ..segmenter import DECODER_HELP, DECODERS, Segmenter
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=1, help="images per inference")
     parser.add_argument("--overlay", action="store_true", help="also write <name>_overlay.jpg")
     parser.add_argument("--device", type=int, default=0, help="CUDA device index")
+    parser.add_argument("--decoder", default="auto", choices=DECODERS, help=DECODER_HELP)
     parser.add_argument("--workers", type=int, help="threads that decode, and as many that write (default: half the CPUs each)")
     parser.add_argument("--crop-size", help="sliding-window inference with crops of W,H, as PaddleSeg's "
                         "test_config is_slide (needs a model exported with --output_op none)")
@@ -96,8 +97,10 @@ def _run_here(args: argparse.Namespace) -> int:
     if plans:
         with Segmenter(args.model or restore_default_model(), backend=args.backend, device=args.device,
                        max_batch=args.batch, crop_size=parse_pair(args.crop_size, "--crop-size") if args.crop_size else None,
-                       stride=parse_pair(args.stride, "--stride") if args.stride else None) as segmenter:
-            print(f"backend: {segmenter.backend} ({segmenter.choice.reason})")
+                       stride=parse_pair(args.stride, "--stride") if args.stride else None,
+                       decoder=args.decoder) as segmenter:
+            print(f"backend: {segmenter.backend} ({segmenter.choice.reason}); JPEG decoder: {segmenter.decoder} "
+                  f"({segmenter.decoder_reason})")
             with _progress(len(plans)) as progress:
                 task = progress.add_task("segment", total=len(plans), rate=0.0)
                 report = segment_files(segmenter, plans, args.overlay, args.max_pixels, args.workers,
@@ -120,7 +123,8 @@ def _run_on_ray(args: argparse.Namespace) -> int:
     options = ClusterOptions(address=None if args.ray == "local" else args.ray, backend=args.backend,
                              batch=args.batch, rows_per_batch=max(16, 4 * args.batch),
                              gpus_per_worker=args.gpus_per_worker, min_workers=low, max_workers=high,
-                             overlay=args.overlay, skip_existing=args.skip_existing, max_pixels=args.max_pixels)
+                             overlay=args.overlay, skip_existing=args.skip_existing, max_pixels=args.max_pixels,
+                             decoder=args.decoder)
     report = segment_dataset(args.images, args.out, args.model or restore_default_model(), options,
                              on_error=lambda line: print(f"error: {line}", file=sys.stderr))
     total = report.written + report.skipped + len(report.failed)

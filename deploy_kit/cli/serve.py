@@ -4,7 +4,8 @@
       [--max-batch 8] [--max-queue-delay-us 2000] [--instances 1] [--backend auto|...] [--address 127.0.0.1]
 
 Requests send `image_bytes` (JPEG/PNG bytes, BYTES [1]) or `image` (uint8 [H, W, 3] BGR) and get
-`labels` (uint8 [H, W]) at the image's size; a bad image gets its one-line error. Triton's own log goes
+`labels` (uint8 [H, W]) at the image's size; a bad image gets `error` (BYTES [1], its one-line message)
+and no `labels`, and the other requests batched with it are answered as usual. Triton's own log goes
 to a file (named at start-up) unless -v. Needs the `serve` extra (nvidia-pytriton). SIGTERM or Ctrl-C
 stops the server after the requests in flight; the exit code is then 0.
 """
@@ -19,7 +20,7 @@ from ..backends import registry
 from ..errors import EXIT_OK, ConfigError
 from ..images import DEFAULT_MAX_PIXELS
 from ..paddleseg.demo import restore_default_model
-from ..segmenter import Segmenter
+from ..segmenter import DECODER_HELP, DECODERS, Segmenter
 from ..serve.pytriton_server import ServeOptions, serve
 
 DEFAULTS = ServeOptions(Path("."))
@@ -41,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--instances", type=int, default=DEFAULTS.instances,
                         help="model instances, each with its own runtime session")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger images")
+    parser.add_argument("--decoder", default="auto", choices=DECODERS, help=DECODER_HELP)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,10 +52,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--max-batch and --instances must be 1 or more")
     options = ServeOptions(args.model or restore_default_model(), args.name, args.backend, args.device, args.address,
                            args.http_port, args.grpc_port, args.metrics_port, args.max_batch,
-                           args.max_queue_delay_us, args.instances, args.max_pixels, args.verbose)
+                           args.max_queue_delay_us, args.instances, args.max_pixels, args.decoder, args.verbose)
 
     def ready(segmenter: Segmenter) -> None:
-        print(f"backend: {segmenter.backend} ({segmenter.choice.reason})")
+        print(f"backend: {segmenter.backend} ({segmenter.choice.reason}); JPEG decoder: {segmenter.decoder} "
+              f"({segmenter.decoder_reason})")
         print(f"serving {options.name} on http://{options.address}:{options.http_port} and grpc "
               f"{options.address}:{options.grpc_port}, metrics on :{options.metrics_port} "
               "(SIGTERM or Ctrl-C stops)" + ("" if options.verbose else f"; Triton's log: {options.triton_log}"),

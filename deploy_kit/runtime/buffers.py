@@ -103,12 +103,15 @@ def device_copy(array: np.ndarray, stream: Stream) -> DeviceBuffer:
     return target
 
 
-def upload(staged: Sequence[StagedImage], target: DeviceBuffer, stream: Stream) -> list[int]:
-    """Queues each staged image's copy into `target`, back to back; their offsets there (and the total)."""
-    offsets = [int(o) for o in np.cumsum([0] + [s.nbytes for s in staged])]
-    for image, offset in zip(staged, offsets):
+def packed_offsets(nbytes: Sequence[int]) -> list[int]:
+    """Offsets of buffers of these sizes laid back to back."""
+    return [int(o) for o in np.cumsum([0, *nbytes])[:len(nbytes)]]
+
+
+def upload(placed: Sequence[tuple[StagedImage, int]], target: DeviceBuffer, stream: Stream) -> None:
+    """Queues each staged image's copy into `target` at its offset."""
+    for image, offset in placed:
         stream.copy_to_device(target, image.block, image.nbytes, dst_offset=offset)
-    return offsets
 
 
 def split_labels(host: PinnedBuffer, sizes: Sequence[tuple[int, int]]) -> list[np.ndarray]:

@@ -1,6 +1,7 @@
-"""The GPU path: uint8 images staged in pinned memory → async copies on a copy stream → preprocessing
-kernel → executor → postprocessing kernel → uint8 label maps back, with several batches in flight so
-one batch's upload overlaps the previous batch's compute; one synchronize per batch, when it is collected.
+"""The GPU path: uint8 images staged in pinned memory → async copies on a copy stream (or JPEG bytes →
+the GPU's hardware JPEG decoder) → preprocessing kernel → executor → postprocessing kernel → uint8 label
+maps back, with several batches in flight so one batch's upload overlaps the previous batch's compute;
+one synchronize per batch, when it is collected.
 
 Buffers are allocated once for the largest batch seen and grown only when a batch needs more; the
 kernels are compiled once per GPU architecture (NVRTC, cached on disk).
@@ -12,19 +13,19 @@ import functools
 import queue
 import threading
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from ..backends.base import DeviceExecutor
 from ..cuda import CudaContext, CudaGraph, DeviceBuffer, Event, Stream
-from ..errors import ConfigError
-from ..images import PALETTE_BGR
+from ..errors import ConfigError, DeployKitError
+from ..images import PALETTE_BGR, EncodedImage, decode_image
 from ..paddleseg.preprocess import PreprocessSpec
 from ..paddleseg.slide import SlideWindow, boxes_in_strip, chunks, crop_boxes, strips
-from .buffers import Growable, PinnedPool, StagedImage, device_copy, split_images, split_labels, upload
+from .buffers import Growable, PinnedPool, StagedImage, device_copy, packed_offsets, split_images, split_labels, upload
 from .cuda_kernels import PipelineKernels
-from .gpu_jpeg import GpuJpegEncoder, gpu_jpeg_encoder
+from ..gpu_jpeg import GpuJpegDecoder, GpuJpegEncoder, gpu_jpeg_decoder, gpu_jpeg_encoder
 from .stream import BatchOutputs, Overlay, same_size_runs
 
 
@@ -33,10 +34,14 @@ class StageTimes:
     """Milliseconds on the GPU of the last batch collected, read from events."""
 
     upload: float = 0.0
+    decode: float = 0.0  # JPEGs on the hardware decoder
     preprocess: float = 0.0
     inference: float = 0.0
     postprocess: float = 0.0
     download: float = 0.0
+
+
+Staged = StagedImage | EncodedImage  # an image in pinned memory, or a JPEG for the hardware decoder
 
 
 class _Slot:
@@ -46,25 +51,31 @@ class _Slot:
         self.images = Growable(pinned=False)
         self.labels = Growable()
         self.overlays = Growable()
-        self.events = [Event() for _ in range(7)]
-        self.staged: list[StagedImage] = []
+        self.events = [Event() for _ in range(8)]
+        self.staged: list[Staged] = []  # the batch's images that are segmented (failed ones left out)
         self.offsets: list[int] = []  # of the staged images in `images` (and their overlays in `overlays`)
+        self.failed: dict[int, DeployKitError] = {}  # by index in the batch submitted
+        self.keep: list[Any] = []  # what the queued copies read from: decoded images, pinned fallbacks
         self.overlay = False
 
     def times(self) -> StageTimes:
         e = self.events
-        return StageTimes(e[1].elapsed_ms(e[0]), e[3].elapsed_ms(e[2]), e[4].elapsed_ms(e[3]),
-                          e[5].elapsed_ms(e[4]), e[6].elapsed_ms(e[5]))
+        return StageTimes(e[1].elapsed_ms(e[0]), e[2].elapsed_ms(e[7]), e[3].elapsed_ms(e[2]),
+                          e[4].elapsed_ms(e[3]), e[5].elapsed_ms(e[4]), e[6].elapsed_ms(e[5]))
 
     def split_labels(self) -> list[np.ndarray]:
         return split_labels(self.labels.pinned_host(), [(s.height, s.width) for s in self.staged])
+
+    def release(self) -> None:
+        """Forgets the collected batch: its pinned blocks and decoded images go back."""
+        self.staged, self.keep, self.failed = [], [], {}
 
     def close(self) -> None:
         for event in self.events:
             event.close()
         for growable in (self.images, self.labels, self.overlays):
             growable.close()
-        self.staged = []
+        self.release()
 
 
 class GpuPipeline:
@@ -72,8 +83,10 @@ class GpuPipeline:
     each batch's images go up on a copy stream while the previous batch computes on the compute stream.
 
     `stage` copies an image into pinned memory (on any thread: the decode threads call it), `submit`
-    queues a batch on a free slot and returns at once, `result` waits for that batch's labels. Asked
-    for overlays, a kernel blends the label colours over the uploaded images; nvImageCodec encodes
+    queues a batch on a free slot and returns at once, `result` waits for that batch's labels. With
+    `jpeg_decoder` set, a batch may hold JPEG bytes (`EncodedImage`) instead: the hardware decoder
+    decodes them on the compute stream, and one it refuses is decoded on the CPU (or fails alone).
+    Asked for overlays, a kernel blends the label colours over the uploaded images; nvImageCodec encodes
     them as JPEGs on the GPU when it is installed, else their pixels come back for the CPU to encode."""
 
     def __init__(self, executor: DeviceExecutor, spec: PreprocessSpec, context: CudaContext, stream: Stream,
@@ -104,6 +117,17 @@ class GpuPipeline:
         self.palette = device_copy(PALETTE_BGR, stream)
         self.timing = False  # record every stage's events, for `times` (the benchmark's breakdown)
         self.times = StageTimes()
+        self.jpeg_decoder: GpuJpegDecoder | None = None
+
+    def start_jpeg_decoder(self) -> str:
+        """Starts the GPU's hardware JPEG decoder for batches of `EncodedImage`s; what it is, or a
+        ConfigError saying why there is none."""
+        self.context.make_current()
+        decoder, what = gpu_jpeg_decoder(self.context.index)
+        if decoder is None:
+            raise ConfigError(f"no JPEG decoding on the GPU: {what}", hint="use --decoder cpu (or auto)")
+        self.jpeg_decoder = decoder
+        return what
 
     @property
     def output_image_shape(self) -> tuple[int, ...]:
@@ -146,7 +170,12 @@ class GpuPipeline:
         """nvImageCodec's JPEG encoder, started with the first overlay (None when it is not installed)."""
         return gpu_jpeg_encoder(self.context.index)
 
-    def stage(self, image: np.ndarray) -> StagedImage:
+    def stage(self, image: np.ndarray | EncodedImage) -> Staged:
+        """A decoded image copied into pinned memory; JPEG bytes stay as they are, for the GPU's decoder."""
+        if isinstance(image, EncodedImage):
+            if self.jpeg_decoder is None:
+                raise ValueError("JPEG bytes given to a pipeline without a JPEG decoder (start_jpeg_decoder)")
+            return image
         self.context.make_current()  # pinned memory belongs to the context; the caller may be any thread
         return StagedImage(image, self.pool)
 
@@ -154,7 +183,7 @@ class GpuPipeline:
         """uint8 label maps at each image's size for a batch of uint8 BGR HxWx3 images."""
         return self.result(self.submit([self.stage(image) for image in images])).labels
 
-    def submit(self, staged: Sequence[StagedImage], overlay: bool = False) -> _Slot:
+    def submit(self, staged: Sequence[Staged], overlay: bool = False) -> _Slot:
         """Queues the whole batch (and its overlays); blocks only while every slot holds a batch not yet
         collected."""
         if not 0 < len(staged) <= self.max_batch:
@@ -164,7 +193,7 @@ class GpuPipeline:
             with self._enqueue_lock:
                 self._enqueue(slot, list(staged), overlay)
         except BaseException:
-            slot.staged = []
+            slot.release()
             self._free.put(slot)
             raise
         return slot
@@ -176,9 +205,11 @@ class GpuPipeline:
             slot.events[-1].synchronize()
             if self.timing:
                 self.times = slot.times()
-            return BatchOutputs(slot.split_labels(), self._overlays(slot) if slot.overlay else None)
+            if not slot.staged:
+                return BatchOutputs([], [] if slot.overlay else None, dict(slot.failed))
+            return BatchOutputs(slot.split_labels(), self._overlays(slot) if slot.overlay else None, dict(slot.failed))
         finally:
-            slot.staged = []
+            slot.release()
             self._free.put(slot)
 
     def _overlays(self, slot: _Slot) -> list[Overlay]:
@@ -189,18 +220,28 @@ class GpuPipeline:
                     for offset, (h, w) in zip(slot.offsets, sizes)]
         return list(split_images(slot.overlays.pinned_host(), slot.offsets, sizes))
 
-    def _enqueue(self, slot: _Slot, staged: list[StagedImage], overlay: bool) -> None:
+    def _enqueue(self, slot: _Slot, staged: list[Staged], overlay: bool) -> None:
         self.context.make_current()  # the caller may be any thread: a server worker, a pipeline stage
-        sizes = [(s.height, s.width) for s in staged]
-        if len(self.batches(sizes)) > 1:
+        if len(self.batches([(s.height, s.width) for s in staged])) > 1:
             raise ValueError("a dynamic-shape model's batch holds images of one size (Segmenter.run splits them)")
-        slot.staged, slot.overlay = staged, overlay
+        slot.overlay = overlay
         e = slot.events
         self._mark(e[0], self.copy_stream)
-        images = slot.images.ensure(sum(s.nbytes for s in staged))
-        offsets = slot.offsets = upload(staged, images, self.copy_stream)
+        extent = sum(s.nbytes for s in staged)
+        images = slot.images.ensure(extent)
+        offsets = packed_offsets([s.nbytes for s in staged])
+        upload([(s, o) for s, o in zip(staged, offsets) if isinstance(s, StagedImage)], images, self.copy_stream)
         e[1].record(self.copy_stream)  # always: the compute stream waits for it
         self.stream.wait(e[1])
+        self._mark(e[7], self.stream)
+        self._decode_jpegs(slot, staged, offsets, images)
+        kept = [k for k in range(len(staged)) if k not in slot.failed]
+        offsets = [offsets[k] for k in kept]
+        slot.staged, slot.offsets = [staged[k] for k in kept], offsets
+        if not kept:  # every image of the batch failed to decode
+            e[6].record(self.stream)
+            return
+        sizes = [(s.height, s.width) for s in slot.staged]
         labels = slot.labels.ensure(sum(h * w for h, w in sizes))
         if self.window is not None:
             self._mark(e[2], self.stream)
@@ -212,9 +253,35 @@ class GpuPipeline:
         else:
             total = self._segment(e, images.ptr, offsets, sizes, labels.ptr)
         if overlay:
-            self._queue_overlays(slot, images, offsets, labels, sizes)
+            self._queue_overlays(slot, images, extent, labels, sizes)
         self.stream.copy_to_host(slot.labels.pinned_host(), labels, total)
         e[6].record(self.stream)  # always: `result` waits for it
+
+    def _decode_jpegs(self, slot: _Slot, staged: list[Staged], offsets: list[int], images: DeviceBuffer) -> None:
+        """The batch's JPEGs decoded by the hardware decoder into `images` at their offsets, on the compute
+        stream; one it refuses is decoded on the CPU as `read_image` would, and one that fails there too
+        goes into `slot.failed`, the rest of the batch unharmed."""
+        jpegs = [(k, s) for k, s in enumerate(staged) if isinstance(s, EncodedImage)]
+        if not jpegs:
+            return
+        assert self.jpeg_decoder is not None
+        decoded = self.jpeg_decoder.decode([s.data for _, s in jpegs], self.stream.ptr)
+        for (k, jpeg), image in zip(jpegs, decoded):
+            if image is not None and (image.height, image.width) == (jpeg.height, jpeg.width):
+                self.stream.copy_device(images.ptr + offsets[k], image.ptr, jpeg.nbytes)
+                slot.keep.append(image)
+                continue
+            try:
+                fallback = StagedImage(decode_image(jpeg, jpeg.source), self.pool)
+            except DeployKitError as exc:
+                slot.failed[k] = exc
+                continue
+            if (fallback.height, fallback.width) != (jpeg.height, jpeg.width):  # cv2 applied an EXIF rotation
+                slot.failed[k] = ConfigError("the JPEG decodes to another size than its header says",
+                                             path=jpeg.source, hint="use --decoder cpu")
+                continue
+            self.stream.copy_to_device(images, fallback.block, fallback.nbytes, dst_offset=offsets[k])
+            slot.keep.append(fallback)
 
     def _segment(self, e: list[Event], images_ptr: int, offsets: list[int], sizes: list[tuple[int, int]],
                  labels_ptr: int) -> int:
@@ -268,12 +335,12 @@ class GpuPipeline:
         if self.timing:
             event.record(stream)
 
-    def _queue_overlays(self, slot: _Slot, images: DeviceBuffer, offsets: list[int], labels: DeviceBuffer,
+    def _queue_overlays(self, slot: _Slot, images: DeviceBuffer, nbytes: int, labels: DeviceBuffer,
                         sizes: list[tuple[int, int]]) -> None:
-        nbytes = sum(s.nbytes for s in slot.staged)
+        """Overlays blended at the images' offsets (`nbytes`: their extent)."""
         slot.overlays.pinned = self.jpeg is None  # a pinned twin only when the pixels come back
         blended = slot.overlays.ensure(nbytes)
-        self.kernels.overlay_batch(self.stream, images.ptr, offsets, labels.ptr, sizes, self.palette.ptr, blended.ptr)
+        self.kernels.overlay_batch(self.stream, images.ptr, slot.offsets, labels.ptr, sizes, self.palette.ptr, blended.ptr)
         if self.jpeg is None:  # OpenCV encodes them on the CPU
             self.stream.copy_to_host(slot.overlays.pinned_host(), blended, nbytes)
 

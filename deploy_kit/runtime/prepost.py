@@ -11,7 +11,7 @@ import numpy as np
 from ..cuda import CudaContext, DeviceBuffer, Stream
 from ..images import PALETTE_BGR
 from ..paddleseg.preprocess import PreprocessSpec
-from .buffers import Growable, PinnedPool, StagedImage, device_copy, split_images, split_labels, upload
+from .buffers import Growable, PinnedPool, StagedImage, device_copy, packed_offsets, split_images, split_labels, upload
 from .cuda_kernels import PipelineKernels
 
 
@@ -86,7 +86,9 @@ class GpuPrePost:
         the staged images, which the caller holds until the copies are done (their blocks go back then)."""
         staged = [StagedImage(image, self._pool) for image in images]
         source = self._images.ensure(sum(image.nbytes for image in staged))
-        return source, upload(staged, source, self.stream), staged
+        offsets = packed_offsets([image.nbytes for image in staged])
+        upload(list(zip(staged, offsets)), source, self.stream)
+        return source, offsets, staged
 
     def close(self) -> None:
         with self._lock:

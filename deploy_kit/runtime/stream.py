@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Hashable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
@@ -23,10 +23,12 @@ Overlay = bytes | np.ndarray  # an overlay blended on the GPU: its JPEG when the
 
 @dataclass(frozen=True)
 class BatchOutputs:
-    """What one batch gives back, in the batch's order: label maps, and overlays when asked for."""
+    """What one batch gives back, in the batch's order: label maps, and overlays when asked for, of the
+    images that did not fail on their own (`failed`, by index in the batch: a JPEG no decoder takes)."""
 
     labels: list[np.ndarray]
     overlays: list[Overlay] | None = None
+    failed: dict[int, DeployKitError] = field(default_factory=dict)
 
 
 Decode = Callable[[Source], Any]  # the source decoded (an image, or an image and what was prepared from it)
@@ -150,11 +152,13 @@ def _collected(ready: list[StreamItem[Source]], wait: Callable[[], BatchOutputs]
         outputs, failure = BatchOutputs([]), exc
     labels = iter(outputs.labels)
     overlays = iter(outputs.overlays) if outputs.overlays is not None else None
+    submitted = -1  # the item's index in the batch submitted (failed decodes were not submitted)
     for item in ready:
+        submitted += item.error is None
         if item.error is not None:
             yield item
-        elif failure is not None:
-            yield StreamItem(item.source, error=failure)
+        elif failure is not None or submitted in outputs.failed:
+            yield StreamItem(item.source, error=failure or outputs.failed[submitted])
         else:
             yield StreamItem(item.source, labels=next(labels), image=item.image if keep_images else None,
                              overlay=next(overlays) if overlays is not None else None)

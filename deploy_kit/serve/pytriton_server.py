@@ -1,9 +1,12 @@
 """`deploy-kit serve`: Triton Inference Server in-process through PyTriton, with `Segmenter` as the model.
 
 Dynamic batching groups requests; each request's images are segmented together with the other
-requests' and its label maps come back at each image's size. Every instance owns its own `Segmenter`
-(its own CUDA session), warmed up before Triton starts, so `/v2/health/ready` is true only once every
-instance can answer. SIGTERM (or Ctrl-C) stops Triton, which finishes the requests in flight first.
+requests' (JPEG bytes decoded in batches on the GPU's hardware decoder when it runs on a GPU) and its
+label maps come back at each image's size. A request whose image is bad is answered with its one-line
+`error` and no `labels`; the other requests of its batch get their labels (PyTriton can only fail a
+whole batch with a raised error). Every instance owns its own `Segmenter` (its own CUDA session),
+warmed up before Triton starts, so `/v2/health/ready` is true only once every instance can answer.
+SIGTERM (or Ctrl-C) stops Triton, which finishes the requests in flight first.
 """
 
 from __future__ import annotations
@@ -19,11 +22,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import DeployKitError
 from ..fileio import cache_root
 from ..images import DEFAULT_MAX_PIXELS
 from ..segmenter import Segmenter
-from .requests import IMAGE, IMAGE_BYTES, LABELS, request_images, stacked_labels
+from .requests import ERROR, IMAGE, IMAGE_BYTES, LABELS, Outcome, segment_requests
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,7 @@ class ServeOptions:
     max_queue_delay_us: int = 2000
     instances: int = 1
     max_pixels: int = DEFAULT_MAX_PIXELS
+    decoder: str = "auto"
     verbose: bool = False  # Triton's own log on the terminal; else it goes to `triton_log`
 
     @property
@@ -51,48 +54,28 @@ class ServeOptions:
         return cache_root() / "serve" / f"tritonserver-{os.getpid()}.log"
 
 
-class RequestError(Exception):
-    """A request's one-line error (a bad image). PyTriton sends the client, and logs, the traceback of
-    whatever the inference callable raises; a user's mistake is not a bug, so this error has none."""
-
-    @property  # type: ignore[override]
-    def __traceback__(self) -> None:  # what traceback.format_exception reads
-        return None
-
-    @__traceback__.setter
-    def __traceback__(self, value: object) -> None:
-        pass
-
-
-class _WithoutRequestErrors(logging.Filter):
-    """Drops PyTriton's warning that repeats a RequestError with the stack it was raised through."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return RequestError.__name__ not in record.getMessage()
-
-
 def infer_function(segmenter: Segmenter, max_pixels: int) -> Callable[[list[Any]], list[dict[str, np.ndarray]]]:
-    """PyTriton's callable over a list of requests: all their images in batches, labels per request."""
+    """PyTriton's callable over a list of requests: all their images in batches, a response per request."""
 
     def infer(requests: list[Any]) -> list[dict[str, np.ndarray]]:
-        try:
-            per_request = [request_images(request.data, max_pixels) for request in requests]
-            labels = segmenter.predict([image for images in per_request for image in images])
-            responses, start = [], 0
-            for images in per_request:
-                responses.append({LABELS: stacked_labels(labels[start:start + len(images)])})
-                start += len(images)
-            return responses
-        except DeployKitError as exc:  # PyTriton answers every request of this batch with the error
-            log.warning("request failed: %s", exc.one_line())
-            raise RequestError(exc.one_line()) from None
+        return [_response(outcome, request.data) for outcome, request in
+                zip(segment_requests(segmenter, [request.data for request in requests], max_pixels), requests)]
 
     return infer
 
 
+def _response(outcome: Outcome, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The labels, or, for a request that failed, only `error`: its line, once per image it sent."""
+    if isinstance(outcome, np.ndarray):
+        return {LABELS: outcome}
+    log.warning("request failed: %s", outcome.one_line())
+    images = max([len(v) for v in inputs.values() if v.ndim] + [1])
+    return {ERROR: np.full((images, 1), outcome.one_line().encode(), dtype=object)}
+
+
 def warmed_up(options: ServeOptions) -> Segmenter:
     segmenter = Segmenter(options.model, backend=options.backend, device=options.device,
-                          max_batch=options.max_batch)
+                          max_batch=options.max_batch, decoder=options.decoder)
     segmenter.predict(np.zeros((64, 64, 3), np.uint8))  # kernels compiled, sessions and graphs made
     return segmenter
 
@@ -106,7 +89,6 @@ def serve(options: ServeOptions, on_ready: Callable[[Segmenter], None] = lambda 
     segmenters = [warmed_up(options) for _ in range(options.instances)]
     if not options.verbose:
         options.triton_log.parent.mkdir(parents=True, exist_ok=True)
-    logging.getLogger("pytriton.proxy.inference").addFilter(_WithoutRequestErrors())
     config = TritonConfig(http_address=options.address, http_port=options.http_port,
                           grpc_address=options.address, grpc_port=options.grpc_port,
                           metrics_address=options.address, metrics_port=options.metrics_port,
@@ -119,7 +101,8 @@ def serve(options: ServeOptions, on_ready: Callable[[Segmenter], None] = lambda 
                 infer_func=[infer_function(s, options.max_pixels) for s in segmenters],
                 inputs=[Tensor(name=IMAGE_BYTES, dtype=bytes, shape=(1,), optional=True),
                         Tensor(name=IMAGE, dtype=np.uint8, shape=(-1, -1, 3), optional=True)],
-                outputs=[Tensor(name=LABELS, dtype=np.uint8, shape=(-1, -1))],
+                outputs=[Tensor(name=LABELS, dtype=np.uint8, shape=(-1, -1)),
+                         Tensor(name=ERROR, dtype=bytes, shape=(1,))],
                 config=ModelConfig(max_batch_size=options.max_batch,
                                    batcher=DynamicBatcher(max_queue_delay_microseconds=options.max_queue_delay_us)),
                 strict=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from deploy_kit.runtime.gpu_jpeg import gpu_jpeg_encoder
+from deploy_kit.gpu_jpeg import gpu_jpeg_encoder
 
 
 def test_without_nvimagecodec_the_probe_falls_back_to_the_cpu(monkeypatch):

@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import triton_python_backend_utils as pb_utils  # provided by Triton's python backend
 
 from deploy_kit.segmenter import Segmenter
-from deploy_kit.errors import DeployKitError
-from deploy_kit.serve.requests import IMAGE, IMAGE_BYTES, LABELS, request_images, stacked_labels
+from deploy_kit.serve.requests import IMAGE, IMAGE_BYTES, LABELS, segment_requests
 
 
 class TritonPythonModel:
@@ -27,28 +27,12 @@ class TritonPythonModel:
                                    max_batch=max(1, int(config.get("max_batch_size", 1))))
 
     def execute(self, requests: list[Any]) -> list[Any]:
-        images, failures = [], {}
-        for index, request in enumerate(requests):
-            inputs = {name: tensor.as_numpy() for name in (IMAGE_BYTES, IMAGE)
-                      if (tensor := pb_utils.get_input_tensor_by_name(request, name)) is not None}
-            try:
-                images.append(request_images(inputs, self.max_pixels))
-            except DeployKitError as exc:
-                images.append([])
-                failures[index] = exc.one_line()
-        labels = iter(self.segmenter.predict([image for batch in images for image in batch]))
-        responses = []
-        for index, batch in enumerate(images):
-            mine = [next(labels) for _ in batch]
-            if index in failures:
-                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(failures[index])))
-                continue
-            try:
-                output = pb_utils.Tensor(LABELS, stacked_labels(mine))
-                responses.append(pb_utils.InferenceResponse(output_tensors=[output]))
-            except DeployKitError as exc:
-                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(exc.one_line())))
-        return responses
+        inputs = [{name: tensor.as_numpy() for name in (IMAGE_BYTES, IMAGE)
+                   if (tensor := pb_utils.get_input_tensor_by_name(request, name)) is not None}
+                  for request in requests]
+        return [pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(LABELS, outcome)])
+                if isinstance(outcome, np.ndarray) else pb_utils.InferenceResponse(error=pb_utils.TritonError(outcome.one_line()))
+                for outcome in segment_requests(self.segmenter, inputs, self.max_pixels)]
 
     def finalize(self) -> None:
         self.segmenter.close()
