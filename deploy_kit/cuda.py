@@ -178,6 +178,14 @@ class Stream(_Owned):
     def synchronize(self) -> None:
         check_cuda(self._driver.cuStreamSynchronize(self.handle))
 
+    def wait_for_stream(self, other: int) -> None:
+        """Work queued here from now on starts after the work queued so far on `other`, a stream handle
+        of a library (the one an array interface names for its data)."""
+        event = check_cuda(self._driver.cuEventCreate(self._driver.CUevent_flags.CU_EVENT_DISABLE_TIMING))
+        check_cuda(self._driver.cuEventRecord(event, self._driver.CUstream(other)))
+        check_cuda(self._driver.cuStreamWaitEvent(self.handle, event, 0))
+        check_cuda(self._driver.cuEventDestroy(event))  # released once the device is past it
+
     def wait(self, event: Event) -> None:
         """Work queued on this stream from now on starts only after `event` (recorded on any stream)."""
         check_cuda(self._driver.cuStreamWaitEvent(self.handle, event.handle, 0))

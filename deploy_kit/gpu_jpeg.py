@@ -47,11 +47,13 @@ class GpuJpegEncoder:
 
 @dataclass(frozen=True)
 class DecodedImage:
-    """A BGR uint8 HxWx3 image in device memory, rows packed, owned by `keep` (nvImageCodec's Image)."""
+    """A BGR uint8 HxWx3 image in device memory, rows packed, owned by `keep` (nvImageCodec's Image),
+    written by work on the CUDA stream `stream` (0: already written)."""
 
     ptr: int
     height: int
     width: int
+    stream: int
     keep: Any
 
 
@@ -66,8 +68,10 @@ class GpuJpegDecoder:
                                                allow_any_depth=False, sample_format=nvimgcodec.I_BGR)
 
     def decode(self, jpegs: Sequence[bytes], stream_ptr: int) -> list[DecodedImage | None]:
-        """Each JPEG decoded in device memory, ordered before the work queued next on `stream_ptr`; None
-        where the decoder refused it (the caller decodes those on the CPU)."""
+        """Each JPEG decoded in device memory, after the work queued so far on `stream_ptr`; None where the
+        decoder refused it (the caller decodes those on the CPU). A reader waits for its `stream` first:
+        the decoder writes on streams of its own (measured: a copy queued on `stream_ptr` right after
+        this call read the image half-written)."""
         streams = [self._codec.CodeStream(data) for data in jpegs]
         images = self._decoder.decode(streams, params=self._params, cuda_stream=stream_ptr)
         return [_decoded(image) if image is not None else None for image in images]
@@ -78,7 +82,7 @@ def _decoded(image: Any) -> DecodedImage | None:
     height, width, channels = interface["shape"]
     if channels != 3 or interface.get("strides") not in (None, (width * 3, 3, 1)):
         return None
-    return DecodedImage(int(interface["data"][0]), int(height), int(width), image)
+    return DecodedImage(int(interface["data"][0]), int(height), int(width), int(interface.get("stream") or 0), image)
 
 
 @contextlib.contextmanager

@@ -42,6 +42,9 @@ class StageTimes:
 
 
 Staged = StagedImage | EncodedImage  # an image in pinned memory, or a JPEG for the hardware decoder
+# A slot's events: 0-1 upload (copy stream), 2 preprocess, 3 inference, 4 postprocess, 5 download start;
+# DONE is recorded whatever else is, and `result` waits for it; DECODE marks the hardware decoder's start.
+DONE, DECODE = 6, 7
 
 
 class _Slot:
@@ -60,8 +63,8 @@ class _Slot:
 
     def times(self) -> StageTimes:
         e = self.events
-        return StageTimes(e[1].elapsed_ms(e[0]), e[2].elapsed_ms(e[7]), e[3].elapsed_ms(e[2]),
-                          e[4].elapsed_ms(e[3]), e[5].elapsed_ms(e[4]), e[6].elapsed_ms(e[5]))
+        return StageTimes(e[1].elapsed_ms(e[0]), e[2].elapsed_ms(e[DECODE]), e[3].elapsed_ms(e[2]),
+                          e[4].elapsed_ms(e[3]), e[5].elapsed_ms(e[4]), e[DONE].elapsed_ms(e[5]))
 
     def split_labels(self) -> list[np.ndarray]:
         return split_labels(self.labels.pinned_host(), [(s.height, s.width) for s in self.staged])
@@ -202,7 +205,7 @@ class GpuPipeline:
         """The labels (and overlays) of a submitted batch, once its work is done; frees its slot and
         pinned blocks."""
         try:
-            slot.events[-1].synchronize()
+            slot.events[DONE].synchronize()
             if self.timing:
                 self.times = slot.times()
             if not slot.staged:
@@ -233,13 +236,13 @@ class GpuPipeline:
         upload([(s, o) for s, o in zip(staged, offsets) if isinstance(s, StagedImage)], images, self.copy_stream)
         e[1].record(self.copy_stream)  # always: the compute stream waits for it
         self.stream.wait(e[1])
-        self._mark(e[7], self.stream)
+        self._mark(e[DECODE], self.stream)
         self._decode_jpegs(slot, staged, offsets, images)
         kept = [k for k in range(len(staged)) if k not in slot.failed]
         offsets = [offsets[k] for k in kept]
         slot.staged, slot.offsets = [staged[k] for k in kept], offsets
         if not kept:  # every image of the batch failed to decode
-            e[6].record(self.stream)
+            e[DONE].record(self.stream)
             return
         sizes = [(s.height, s.width) for s in slot.staged]
         labels = slot.labels.ensure(sum(h * w for h, w in sizes))
@@ -255,7 +258,7 @@ class GpuPipeline:
         if overlay:
             self._queue_overlays(slot, images, extent, labels, sizes)
         self.stream.copy_to_host(slot.labels.pinned_host(), labels, total)
-        e[6].record(self.stream)  # always: `result` waits for it
+        e[DONE].record(self.stream)
 
     def _decode_jpegs(self, slot: _Slot, staged: list[Staged], offsets: list[int], images: DeviceBuffer) -> None:
         """The batch's JPEGs decoded by the hardware decoder into `images` at their offsets, on the compute
@@ -266,6 +269,8 @@ class GpuPipeline:
             return
         assert self.jpeg_decoder is not None
         decoded = self.jpeg_decoder.decode([s.data for _, s in jpegs], self.stream.ptr)
+        for stream in {image.stream for image in decoded if image is not None and image.stream}:
+            self.stream.wait_for_stream(stream)
         for (k, jpeg), image in zip(jpegs, decoded):
             if image is not None and (image.height, image.width) == (jpeg.height, jpeg.width):
                 self.stream.copy_device(images.ptr + offsets[k], image.ptr, jpeg.nbytes)

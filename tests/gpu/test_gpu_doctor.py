@@ -27,6 +27,9 @@ def test_real_readings(gpu, capsys):
     if readings.cudnn:
         assert readings.cudnn.split(".")[0] in ("8", "9")
     assert code in (0, 1, 2)
+    kind, why = readings.jpeg_decoder  # the probe decoded a JPEG on the GPU's hardware decoder, or says why not
+    assert checks["JPEG decoder"]["value"] == f"--decoder auto picks {kind} with a GPU backend: {why}"
+    assert kind == "gpu" or not readings.nvimgcodec or "no hardware JPEG decoder" in why
     print(json.dumps(checks, indent=1))
 
 
