@@ -57,7 +57,7 @@ def first_run_of_new_shapes_ms(model: Path, sizes: list[tuple[int, int]], algo_s
     session (cuDNN picks each convolution's algorithm per shape), and a second run of the same shapes."""
     from deploy_kit.backends.onnxruntime.cuda import OnnxRuntimeCudaExecutor
 
-    OnnxRuntimeCudaExecutor.conv_algo_search = algo_search
+    OnnxRuntimeCudaExecutor.dynamic_conv_algo_search = algo_search
     try:
         with Segmenter(model, backend=BACKEND, max_batch=1) as segmenter:
             pipeline = segmenter.pipeline
@@ -70,7 +70,7 @@ def first_run_of_new_shapes_ms(model: Path, sizes: list[tuple[int, int]], algo_s
                                                 for h, w in sizes]))
             rows["fixed_1024x2048_ms"] = asdict(Summary.of(engine_only_samples(pipeline, (1, 3, *FULL), 5, 30)))
     finally:
-        OnnxRuntimeCudaExecutor.conv_algo_search = "HEURISTIC"
+        OnnxRuntimeCudaExecutor.dynamic_conv_algo_search = "HEURISTIC"
     return rows
 
 

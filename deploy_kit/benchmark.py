@@ -144,7 +144,8 @@ def _bench_batch(segmenter, config: BenchConfig, batch: int) -> BatchResult:  # 
         if i >= config.warmup:
             end_to_end.append(elapsed)
             for name, value in asdict(pipeline.times).items():
-                stage_samples[name].append(value)
+                if name in stage_samples:  # not the hardware JPEG decoder's: these images come decoded
+                    stage_samples[name].append(value)
     result.stages_ms.update({name: Summary.of(v) for name, v in stage_samples.items()})
     result.end_to_end_ms = Summary.of(end_to_end)
     shape = pipeline.input_shape(batch, *images[0].shape[:2])  # images of one size: a dynamic model's batch

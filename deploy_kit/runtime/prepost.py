@@ -73,7 +73,7 @@ class GpuPrePost:
             source, offsets, _staged = self._upload_images(images)
             label_maps = self._labels.upload(
                 np.concatenate([np.ascontiguousarray(label, np.uint8).reshape(-1) for label in labels]), self.stream)
-            nbytes = offsets[-1]  # the images' total: each overlay is its image's size
+            nbytes = sum(image.nbytes for image in images)  # each overlay is its image's size
             blended = self._blended.ensure(nbytes)
             self.kernels.overlay_batch(self.stream, source.ptr, offsets, label_maps.ptr, sizes, self._palette.ptr,
                                        blended.ptr)

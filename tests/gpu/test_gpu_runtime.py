@@ -77,14 +77,15 @@ def test_cuda_graph_replays_captured_work(prepost, photos):
     from cuda.bindings import driver
 
     from deploy_kit.cuda import CudaGraph, DeviceBuffer, PinnedBuffer, check_cuda
-    from deploy_kit.runtime.buffers import PinnedPool, StagedImage, upload
+    from deploy_kit.runtime.buffers import PinnedPool, StagedImage, packed_offsets, upload
 
     direct = prepost.preprocess(photos[:1], SPEC, np.dtype(np.float32))
     stream, nbytes = prepost.stream, direct.nbytes
     pool = PinnedPool()
     with DeviceBuffer(photos[0].nbytes) as src, DeviceBuffer(nbytes) as dst, PinnedBuffer(nbytes) as host:
         staged = [StagedImage(photos[0], pool)]
-        offsets = upload(staged, src, stream)
+        offsets = packed_offsets([image.nbytes for image in staged])
+        upload(list(zip(staged, offsets)), src, stream)
         sizes = [photos[0].shape[:2]]
         with CudaGraph(stream, lambda: prepost.kernels.preprocess_batch(stream, SPEC, src.ptr, offsets, sizes,
                                                                          dst.ptr, np.dtype(np.float32))) as graph:

@@ -48,7 +48,10 @@ class OnnxRuntimeCudaExecutor(DeviceExecutor):
     captures_itself = True
     static_after = 3
     static_shapes = 2
-    conv_algo_search = "HEURISTIC"  # cuDNN's choice per convolution shape: HEURISTIC, DEFAULT or EXHAUSTIVE
+    # How cuDNN picks each convolution's algorithm. A static-shape session plans once: EXHAUSTIVE (timing
+    # them) ran PP-LiteSeg-T 512x1024 FP32 in 2.74 ms where HEURISTIC took 8.60 (H200). The dynamic-shape
+    # session plans again at every new shape, which EXHAUSTIVE makes seconds long: HEURISTIC there.
+    static_conv_algo_search, dynamic_conv_algo_search = "EXHAUSTIVE", "HEURISTIC"
     provider_options: dict[str, str] = {}  # more CUDA provider options (benchmarks compare them)
 
     def __init__(self, onnx_path: Path, device_index: int, stream: Stream, cuda_graphs: bool = True) -> None:
@@ -70,7 +73,7 @@ class OnnxRuntimeCudaExecutor(DeviceExecutor):
         self._bindings: collections.OrderedDict[tuple[Any, ...], Any] = collections.OrderedDict()
         self.graph_replays: dict[tuple[int, ...], bool] = {}  # static shape -> whether its session replays a CUDA graph
         if self.input.fixed_hw is None:
-            self._dynamic = self._open(onnx_path, False)  # fails here, not mid-stream, when CUDA is unusable
+            self._dynamic = self._open(onnx_path, False, self.dynamic_conv_algo_search)  # fails here, not mid-stream, when CUDA is unusable
         else:
             self._session((max(1, self.input.shape[0]), *self.input.shape[1:]))
 
@@ -85,19 +88,19 @@ class OnnxRuntimeCudaExecutor(DeviceExecutor):
             if not self.static_after or self._run[1] < self.static_after:
                 return self._dynamic
         graph = static_shape_graph(self.onnx_path, shape)
-        session = self._open(graph, self.cuda_graphs)
+        session = self._open(graph, self.cuda_graphs, self.static_conv_algo_search)
         self.graph_replays[shape] = self.cuda_graphs and session is not None
-        self._sessions[shape] = session if session is not None else self._open(graph, False)
+        self._sessions[shape] = session if session is not None else self._open(graph, False, self.static_conv_algo_search)
         if self._dynamic is not None and len(self._sessions) > self.static_shapes:
             evicted, _ = self._sessions.popitem(last=False)  # its CUDA memory goes with it
             self._bindings = collections.OrderedDict((k, v) for k, v in self._bindings.items() if k[2] != evicted)
         return self._sessions[shape]
 
-    def _open(self, graph: Path, cuda_graph: bool) -> Any:
+    def _open(self, graph: Path, cuda_graph: bool, conv_algo_search: str) -> Any:
         import onnxruntime as ort
 
         options = {"device_id": self.device_index, "user_compute_stream": str(self.stream.ptr),
-                   "cudnn_conv_algo_search": self.conv_algo_search, "enable_cuda_graph": "1" if cuda_graph else "0",
+                   "cudnn_conv_algo_search": conv_algo_search, "enable_cuda_graph": "1" if cuda_graph else "0",
                    # grow the arena by what a new input size needs, not to the next power of two
                    "arena_extend_strategy": "kSameAsRequested",
                    # FP32 means FP32, as Paddle computes it: TF32 convolutions changed 0.07% of a random-weight
