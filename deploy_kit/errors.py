@@ -70,3 +70,7 @@ class CudaError(DeployKitError):
 
 class InputImageError(DeployKitError):
     """An image that cannot be read or segmented."""
+
+
+class SourceError(DeployKitError):
+    """A video file, stream or camera that cannot be opened or read to its end."""

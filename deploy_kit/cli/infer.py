@@ -25,10 +25,13 @@ from ..paddleseg.slide import parse_pair
 from ..files import segment_files
 from ..images import DEFAULT_MAX_PIXELS, collect_inputs, plan_outputs
 from ..segmenter import DECODER_HELP, DECODERS, Segmenter
+from ..video.sinks import LABEL_OUTPUTS, SinkOptions, parse_background
+from ..video.sources import expand_video_inputs, is_video_input
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("images", nargs="+", help="image files, folders or quoted globs")
+    parser.add_argument("images", nargs="+", help="image files, folders or quoted globs; video files, rtsp/rtmp/http(s) "
+                        "streams, a camera index or /dev/videoN, or a .txt file listing such sources")
     parser.add_argument("--model", type=Path, help="convert output or PaddleSeg export (default: the shipped demo model)")
     parser.add_argument("-o", "--out", default="out", help="output folder (with --ray also s3://, gs://, hdfs://, abfs://)")
     parser.add_argument("--backend", default=registry.AUTO, choices=registry.names(), help=registry.HELP)
@@ -51,6 +54,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --ray: inputs whose outputs exist are not read again (resume a run)")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help="refuse larger images before decoding")
+    video = parser.add_argument_group("video sources")
+    video.add_argument("--vid-stride", type=int, default=1, help="segment every Nth frame")
+    video.add_argument("--labels", default="png", choices=LABEL_OUTPUTS,
+                       help="video label maps: PNGs <name>/000000.png, a lossless grey video <name>_labels.mkv, or none")
+    video.add_argument("--background", help="two-class models: write <name>_background.mp4, the background "
+                       "replaced by this image or colour (#RRGGBB or R,G,B)")
+    video.add_argument("--reconnect-timeout", type=float, default=10.0,
+                       help="seconds a live source may send no frame (reconnecting meanwhile) before it ends")
 
 
 def _check_output_folder(out: Path) -> None:
@@ -85,7 +96,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_here(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    inputs, failures = collect_inputs(args.images)
+    videos, source_failures = expand_video_inputs([item for item in args.images if is_video_input(item)])
+    inputs, image_failures = collect_inputs([item for item in args.images if not is_video_input(item)])
+    failures: list[DeployKitError] = [*source_failures, *image_failures]
     plans, warnings, refused = plan_outputs(inputs, out)
     for line in warnings:
         print(f"warning: {line}", file=sys.stderr)
@@ -93,23 +106,46 @@ def _run_here(args: argparse.Namespace) -> int:
         print(f"error: {error.one_line()}", file=sys.stderr)
     _check_output_folder(out)
     total = len(plans) + len(refused) + len(failures)
-    done, rate = 0, ""
-    if plans:
+    done, rate, video_ok = 0, "", True
+    if plans or videos:
         with Segmenter(args.model or restore_default_model(), backend=args.backend, device=args.device,
                        max_batch=args.batch, crop_size=parse_pair(args.crop_size, "--crop-size") if args.crop_size else None,
                        stride=parse_pair(args.stride, "--stride") if args.stride else None,
                        decoder=args.decoder) as segmenter:
             print(f"backend: {segmenter.backend} ({segmenter.choice.reason}); JPEG decoder: {segmenter.decoder} "
                   f"({segmenter.decoder_reason})")
-            with _progress(len(plans)) as progress:
-                task = progress.add_task("segment", total=len(plans), rate=0.0)
-                report = segment_files(segmenter, plans, args.overlay, args.max_pixels, args.workers,
-                                       on_error=lambda line: print(f"error: {line}", file=sys.stderr),
-                                       on_done=lambda count: progress.update(task, completed=count))
-        done = sum(1 for label in report.written if label.is_file())
-        rate = f" ({done / report.seconds:.1f} img/s)" if done else ""
-    print(f"{done}/{total} images segmented into {out}/{rate}; {total - done} failed")
-    return EXIT_OK if done == total else EXIT_SOME_FAILED
+            if plans:
+                with _progress(len(plans)) as progress:
+                    task = progress.add_task("segment", total=len(plans), rate=0.0)
+                    report = segment_files(segmenter, plans, args.overlay, args.max_pixels, args.workers,
+                                           on_error=lambda line: print(f"error: {line}", file=sys.stderr),
+                                           on_done=lambda count: progress.update(task, completed=count))
+                done = sum(1 for label in report.written if label.is_file())
+                rate = f" ({done / report.seconds:.1f} img/s)" if done else ""
+            if videos:
+                video_ok = _run_videos(segmenter, videos, out, args)
+    if plans or not videos:
+        print(f"{done}/{total} images segmented into {out}/{rate}; {total - done} failed")
+    return EXIT_OK if done == total and video_ok else EXIT_SOME_FAILED
+
+
+def _run_videos(segmenter: Segmenter, sources: list[str], out: Path, args: argparse.Namespace) -> bool:
+    """Segments the video sources; whether every one was read to its end without a failed frame."""
+    if importlib.util.find_spec("av") is None:
+        raise ConfigError("video sources need PyAV", hint="pip install 'deploy-kit[video]'")
+    from ..video.run import VideoOptions, segment_videos
+
+    if args.vid_stride < 1:
+        raise ConfigError(f"--vid-stride {args.vid_stride} is not a stride", hint="use 1 or more")
+    background = parse_background(args.background) if args.background else None
+    if background is not None and segmenter.num_classes not in (None, 2):
+        raise ConfigError(f"--background needs a two-class model (foreground, background); this one has "
+                          f"{segmenter.num_classes} classes", hint="drop --background, or use --overlay")
+    options = VideoOptions(args.vid_stride, args.reconnect_timeout,
+                           SinkOptions(overlay=args.overlay, labels=args.labels, background=background))
+    report = segment_videos(segmenter, sources, out, options, on_event=lambda line: print(line, file=sys.stderr))
+    print(report.summary() + f"; outputs in {out}/")
+    return not report.errors and not any(report.failed.values())
 
 
 def _run_on_ray(args: argparse.Namespace) -> int:

@@ -1,0 +1,128 @@
+"""What `infer` writes for each video source, under `-o out/`: `<name>_overlay.mp4` (H.264 with PyAV's
+libx264, the source's frame times, playable in browsers), `<name>_background.mp4` (a two-class model's
+foreground over a replacement background), and the label maps as palette PNGs (`<name>/000000.png`,
+named by frame index) or as one lossless grey video whose pixel values are class ids
+(`<name>_labels.mkv`, FFV1). Videos are written under a temporary name and renamed when closed, so an
+interrupted run leaves whole, playable files (`close` runs on Ctrl-C too)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import ConfigError
+from ..images import label_overlay, write_label_png
+from .sources import VideoFrame
+
+LABEL_OUTPUTS = ("png", "video", "none")
+_TIME_BASE = Fraction(1, 90_000)  # MPEG's clock: frame times in seconds keep their precision
+
+
+@dataclass(frozen=True)
+class SinkOptions:
+    overlay: bool = False
+    labels: str = "png"  # LABEL_OUTPUTS
+    background: np.ndarray | None = None  # BGR; replaces class 0 of a two-class model
+    fps: float = 30.0  # for sources that do not say (live streams)
+
+
+def parse_background(text: str) -> np.ndarray:
+    """`--background`: an image file, or a colour as #RRGGBB or R,G,B."""
+    if Path(text).is_file():
+        image = cv2.imread(text, cv2.IMREAD_COLOR)
+        if image is None:
+            raise ConfigError("the background is not an image OpenCV reads", path=text)
+        return image
+    hex_colour = text.lstrip("#")
+    try:
+        rgb = ([int(hex_colour[i:i + 2], 16) for i in (0, 2, 4)] if len(hex_colour) == 6 and "," not in text
+               else [int(v) for v in text.split(",")])
+    except ValueError:
+        rgb = []
+    if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
+        raise ConfigError(f"bad --background {text!r}", hint="give an image file, #RRGGBB or R,G,B")
+    return np.array(rgb[::-1], np.uint8).reshape(1, 1, 3)
+
+
+class _VideoWriter:
+    """One video stream written with PyAV to `path` (through a temporary name)."""
+
+    def __init__(self, path: Path, codec: str, pix_fmt: str, width: int, height: int, fps: float,
+                 options: dict[str, object] | None = None) -> None:
+        import av
+
+        self.path, self._partial = path, path.with_name(f".{path.name}.partial{path.suffix}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._container = av.open(str(self._partial), "w")
+        stream = self._container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        assert isinstance(stream, av.VideoStream)
+        stream.width, stream.height, stream.pix_fmt, stream.time_base = width, height, pix_fmt, _TIME_BASE
+        stream.codec_context.time_base = _TIME_BASE  # a live source's frames arrive at any time, not on 1/fps steps
+        stream.options = options or {}
+        self._stream = stream
+        self._format = "gray" if pix_fmt == "gray" else "bgr24"
+        self._last_pts = -1
+
+    def write(self, image: np.ndarray, seconds: float) -> None:
+        import av
+
+        frame = av.VideoFrame.from_ndarray(image, format=self._format)
+        frame.pts = max(self._last_pts + 1, round(seconds / _TIME_BASE))  # strictly increasing, as muxers need
+        frame.time_base = _TIME_BASE
+        self._last_pts = frame.pts
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+
+    def close(self) -> None:
+        for packet in self._stream.encode():
+            self._container.mux(packet)
+        self._container.close()
+        os.replace(self._partial, self.path)
+
+
+class VideoSink:
+    """The outputs of one source, opened with its first frame."""
+
+    def __init__(self, out: Path, name: str, options: SinkOptions, fps: float | None) -> None:
+        self.out, self.name, self.options, self.fps = out, name, options, fps or options.fps
+        self._writers: dict[str, _VideoWriter] = {}
+
+    def write(self, frame: VideoFrame, labels: np.ndarray) -> None:
+        image = frame.image
+        if self.options.overlay:
+            self._writer("overlay", image).write(label_overlay(image, labels), frame.time)
+        if self.options.background is not None:
+            background = np.broadcast_to(self.options.background, image.shape) if self.options.background.shape[:2] \
+                == (1, 1) else cv2.resize(self.options.background, (image.shape[1], image.shape[0]))
+            self._writer("background", image).write(np.where(labels[..., None] > 0, image, background), frame.time)
+        if self.options.labels == "png":
+            write_label_png(self.out / self.name / f"{frame.index:06d}.png", labels)
+        elif self.options.labels == "video":
+            self._writer("labels", image).write(labels, frame.time)
+
+    def _writer(self, kind: str, image: np.ndarray) -> _VideoWriter:
+        if kind not in self._writers:
+            height, width = image.shape[:2]
+            if kind == "labels":  # lossless: the class ids come back exactly
+                writer = _VideoWriter(self.out / f"{self.name}_labels.mkv", "ffv1", "gray", width, height, self.fps)
+            else:  # 4:2:0 plays everywhere but needs even sides; odd-sized frames keep full chroma
+                pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+                writer = _VideoWriter(self.out / f"{self.name}_{kind}.mp4", "libx264", pix_fmt, width, height,
+                                      self.fps, {"crf": "20", "preset": "veryfast"})
+            self._writers[kind] = writer
+        return self._writers[kind]
+
+    @property
+    def paths(self) -> list[Path]:
+        return [writer.path for writer in self._writers.values()]
+
+    def close(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}
+
