@@ -51,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "image from JPEG bytes to labels")
     parser.add_argument("--device", type=int, default=0, help="CUDA device index")
     parser.add_argument("--decoder", default="auto", choices=DECODERS, help="with --from-files: " + DECODER_HELP)
+    parser.add_argument("--video", type=Path, metavar="FILE",
+                        help="also time a video file: decode alone, labels only, with the overlay video, and the "
+                             "same frames as JPEG files")
 
 
 def _images(folder: Path | None) -> list[bytes]:
@@ -86,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
         report.update(run_cpu_benchmark(config, paddle if paddle and paddle.is_dir() else None))
     if args.from_files is not None:
         report["from_files"] = _from_files_rows(args, report["backend"], batches)
+    if args.video is not None:
+        report["video"] = _video_row(args, report["backend"])
     gpu = report["machine"]["gpus"][0]["name"].replace(" ", "_") if report["machine"]["gpus"] else "cpu"
     paths = write_results(report, args.out, args.name or f"{report['backend']}-{gpu}")
     _print_summary(report)
@@ -107,6 +112,21 @@ def _from_files_rows(args: argparse.Namespace, backend: str, batches: tuple[int,
     latency = jpeg_to_labels_ms(args.model, jpegs[0].read_bytes(), backend, device=args.device, decoder=args.decoder)
     print(f"one image from JPEG bytes to labels: {latency['mean']:.2f} ms (p99 {latency['p99']:.2f})")
     return {"folder": str(args.from_files), "rows": rows, "jpeg_to_labels_ms": latency}
+
+
+def _video_row(args: argparse.Namespace, backend: str) -> dict[str, Any]:
+    if importlib.util.find_spec("av") is None:
+        raise ConfigError("--video needs PyAV", hint="pip install 'deploy-kit[video]'")
+    from ..segmenter import Segmenter
+    from ..video.bench import video_row
+
+    with Segmenter(args.model, backend=backend, device=args.device, max_batch=1, decoder=args.decoder) as segmenter:
+        row = video_row(segmenter, args.video)
+    print(f"video {args.video.name} ({row['frames']} frames {row['frame_hw'][1]}x{row['frame_hw'][0]}): decode "
+          f"{row['decode_only_fps']:.1f} frames/s, labels only {row['labels_only_fps']:.1f}, with overlay video "
+          f"{row['with_overlay_video_fps']:.1f}; the same frames as JPEG files "
+          f"{row['same_frames_as_jpeg_files_img_per_s']:.1f} img/s ({row['labels_only_vs_jpeg_files']:.2f}x)")
+    return row
 
 
 def _print_summary(report: dict) -> None:

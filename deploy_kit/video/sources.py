@@ -91,25 +91,18 @@ def _open(source: str, open_timeout: float, read_timeout: float) -> Any:
     return av.open(source, options=options, timeout=(open_timeout, read_timeout))
 
 
-def _rotated(image: np.ndarray, degrees: int) -> np.ndarray:
-    """The frame as players show it: the display matrix's rotation (counter-clockwise) applied."""
-    turns = (int(degrees) // 90) % 4
-    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
-
-
 def frame_rate(container: Any) -> float | None:
     rate = container.streams.video[0].average_rate if container.streams.video else None
     return float(rate) if rate else None
 
 
 def decoded_frames(container: Any) -> Iterator[tuple[float, np.ndarray]]:
-    """(time, BGR image) of every frame of the first video stream, as players show it; FFmpeg's errors
-    (a corrupt or truncated stream) propagate."""
+    """(time, BGR image) of every frame of the first video stream, as stored (a display rotation is not
+    applied); FFmpeg's errors (a corrupt or truncated stream) propagate."""
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"  # FFmpeg's frame threads: decoding overlaps the rest
     for frame in container.decode(stream):
-        yield (float(frame.time) if frame.time is not None else 0.0,
-               _rotated(frame.to_ndarray(format="bgr24"), getattr(frame, "rotation", 0) or 0))
+        yield float(frame.time) if frame.time is not None else 0.0, frame.to_ndarray(format="bgr24")
 
 
 _END = object()
