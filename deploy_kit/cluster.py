@@ -37,6 +37,9 @@ _COLUMNS = ("source", "output", "status", "error", "seconds")
 UNUSABLE = "model-unusable"  # an actor's row status when it could not open the model
 
 
+READS_IN_FLIGHT = 4
+
+
 @dataclass(frozen=True)
 class ClusterOptions:
     """How `segment_dataset` runs. `address`: None starts a local Ray instance (every GPU of this machine
@@ -122,9 +125,12 @@ def segment_dataset(sources: list[str], dest: str, model: Path, options: Cluster
     rows: list[dict[str, Any]] = [_row(p, "skipped") for p in done]
     if todo:
         _init_ray(options.address)
-        # Reads only move bytes: they take no CPU slot, so the actors may hold every CPU of the cluster.
+        # Reads only move bytes: they take no CPU slot, so the actors may hold every CPU of the cluster. With
+        # no slot to wait for, nothing else bounds them: on a 16-core H200 machine 480 files became 171 read
+        # tasks in 176 worker processes, and the run 6.5 img/s. One block per actor batch, a few reads at once.
         dataset = ray.data.read_binary_files([p.source for p in todo], include_paths=True, filesystem=source_fs,
-                                             num_cpus=0)
+                                             num_cpus=0, concurrency=READS_IN_FLIGHT,
+                                             override_num_blocks=-(-len(todo) // options.rows_per_batch))
         # The model's files and the plans go into the object store once; each actor fetches them.
         shared = ray.put({"bundle": model_bundle(artifact), "plans": {p.source: p for p in todo}})
         results = dataset.map_batches(
