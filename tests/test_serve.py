@@ -231,3 +231,12 @@ def test_sigterm_drains_and_exits_zero(server):
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0
     assert "stopped" in server["log"].read_text()
+
+
+def test_instances_go_on_the_devices_in_turn(capsys):
+    """`--device 0,1` places the instances on both GPUs in turn; a bad list is one line and exit 2."""
+    from deploy_kit.cli.serve import _devices
+
+    assert _devices("0,1") == (0, 1) and _devices("2") == (2,)
+    assert main(["serve", "--device", "0,x"]) == 2
+    assert "bad --device '0,x'" in capsys.readouterr().err

@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, help="convert output or PaddleSeg export (default: the shipped demo model)")
     parser.add_argument("--name", default=DEFAULTS.name, help="the model's name on the server")
     parser.add_argument("--backend", default=registry.AUTO, choices=registry.names(), help=registry.HELP)
-    parser.add_argument("--device", type=int, default=DEFAULTS.device, help="CUDA device index")
+    parser.add_argument("--device", default="0", help="CUDA device index, or several (0,1): the instances "
+                        "are placed on them in turn (--instances 2 --device 0,1: one on each GPU)")
     parser.add_argument("--address", default=DEFAULTS.address,
                         help="address the server listens on; 0.0.0.0 serves other machines")
     parser.add_argument("--http-port", type=int, default=DEFAULTS.http_port, help="HTTP/REST port")
@@ -45,12 +46,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decoder", default="auto", choices=DECODERS, help=DECODER_HELP)
 
 
+def _devices(text: str) -> tuple[int, ...]:
+    try:
+        devices = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        devices = ()
+    if not devices or min(devices) < 0:
+        raise ConfigError(f"bad --device {text!r}", hint="give a CUDA device index, or several: 0,1")
+    return devices
+
+
 def run(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("pytriton") is None:
         raise ConfigError("serving needs PyTriton", hint="pip install 'deploy-kit[serve]'")
     if args.max_batch < 1 or args.instances < 1:
         raise ConfigError("--max-batch and --instances must be 1 or more")
-    options = ServeOptions(args.model or restore_default_model(), args.name, args.backend, args.device, args.address,
+    options = ServeOptions(args.model or restore_default_model(), args.name, args.backend, _devices(args.device),
+                           args.address,
                            args.http_port, args.grpc_port, args.metrics_port, args.max_batch,
                            args.max_queue_delay_us, args.instances, args.max_pixels, args.decoder, args.verbose)
 

@@ -37,7 +37,7 @@ class ServeOptions:
     model: Path
     name: str = "seg"
     backend: str = "auto"
-    device: int = 0
+    devices: tuple[int, ...] = (0,)  # instances are placed on them in turn
     address: str = "127.0.0.1"
     http_port: int = 8000
     grpc_port: int = 8001
@@ -73,8 +73,10 @@ def _response(outcome: Outcome, inputs: dict[str, np.ndarray]) -> dict[str, np.n
     return {ERROR: np.full((images, 1), outcome.one_line().encode(), dtype=object)}
 
 
-def warmed_up(options: ServeOptions) -> Segmenter:
-    segmenter = Segmenter(options.model, backend=options.backend, device=options.device,
+def warmed_up(options: ServeOptions, instance: int) -> Segmenter:
+    """Instance `instance`'s segmenter, on the next of the devices in turn, warmed up."""
+    device = options.devices[instance % len(options.devices)]
+    segmenter = Segmenter(options.model, backend=options.backend, device=device,
                           max_batch=options.max_batch, decoder=options.decoder)
     segmenter.predict(np.zeros((64, 64, 3), np.uint8))  # kernels compiled, sessions and graphs made
     return segmenter
@@ -86,7 +88,7 @@ def serve(options: ServeOptions, on_ready: Callable[[Segmenter], None] = lambda 
     from pytriton.triton import Triton, TritonConfig
 
     prepare_python_backend_environment()
-    segmenters = [warmed_up(options) for _ in range(options.instances)]
+    segmenters = [warmed_up(options, instance) for instance in range(options.instances)]
     if not options.verbose:
         options.triton_log.parent.mkdir(parents=True, exist_ok=True)
     config = TritonConfig(http_address=options.address, http_port=options.http_port,
