@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -21,6 +19,7 @@ from deploy_kit.cli import main
 from deploy_kit.synthetic import SceneSpec, generate_scene
 
 from .conftest import require
+from .mjpeg import MjpegServer
 
 av = pytest.importorskip("av", reason="needs PyAV (pip install 'deploy-kit[video]')")
 
@@ -116,58 +115,10 @@ def test_a_truncated_file_and_a_missing_camera_fail_alone(onnx_model, videos, tm
     assert len(list((out / "street_hevc").glob("*.png"))) == 8  # the good source went on
 
 
-class _MjpegServer:
-    """multipart/x-mixed-replace JPEG frames at 30 fps on 127.0.0.1; `pause(seconds)` drops the
-    connection and answers 503 meanwhile, as a camera that reboots."""
-
-    def __init__(self) -> None:
-        frames = [generate_scene(5, i, SceneSpec(240, 320))[0] for i in range(3)]
-        self.jpegs = [cv2.imencode(".jpg", f)[1].tobytes() for f in frames]
-        self.down_until = 0.0
-        self.sent = 0
-        self.stopped = threading.Event()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                if time.monotonic() < server.down_until or server.stopped.is_set():
-                    self.send_error(503)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.end_headers()
-                while time.monotonic() >= server.down_until and not server.stopped.is_set():
-                    jpeg = server.jpegs[server.sent % len(server.jpegs)]
-                    try:
-                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
-                                         % len(jpeg) + jpeg + b"\r\n")
-                        self.wfile.flush()
-                    except OSError:
-                        return
-                    server.sent += 1
-                    time.sleep(1 / 30)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/stream.mjpg"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> _MjpegServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stopped.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 def test_a_live_stream_that_drops_reconnects_and_ends_after_the_timeout(onnx_model, tmp_path, capsys):
     require("av")
     out = tmp_path / "out"
-    with _MjpegServer() as server:
+    with MjpegServer() as server:
         def script() -> None:
             time.sleep(2.0)
             server.down_until = time.monotonic() + 2.0  # down for 2 s, then back

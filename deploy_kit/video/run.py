@@ -31,6 +31,7 @@ class VideoReport:
     failed: dict[str, int] = field(default_factory=dict)
     outputs: list[Path] = field(default_factory=list)
     seconds: float = 0.0
+    latencies: list[tuple[float, float]] = field(default_factory=list)  # (frame arrival, seconds until its labels)
 
     @property
     def errors(self) -> list[str]:
@@ -77,6 +78,7 @@ def segment_videos(segmenter: Segmenter, sources: list[str], out: Path, options:
                 on_event("error: " + error_line(f"{frame.source} frame {frame.index}", item.error))
                 continue
             assert item.labels is not None
+            report.latencies.append((frame.arrived, time.monotonic() - frame.arrived))
             if frame.source not in sinks:
                 sinks[frame.source] = VideoSink(out, frame.source, options.sinks, by_name[frame.source].fps)
             sinks[frame.source].write(frame, item.labels)

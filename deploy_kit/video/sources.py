@@ -34,6 +34,7 @@ class VideoFrame:
     index: int
     time: float
     image: np.ndarray  # BGR uint8 HxWx3
+    arrived: float = 0.0  # time.monotonic() when it was decoded: where a live frame's latency starts
 
 
 @dataclass
@@ -121,7 +122,7 @@ class SourceReader:
         self.fps: float | None = None  # what the source declares, once open
         self._frames: queue.Queue[Any] = queue.Queue(maxsize=8)  # a file's read-ahead
         self._newest: collections.deque[Any] = collections.deque(maxlen=1)  # a live source's newest frame
-        self._arrived = threading.Event()
+        self._fresh = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"deploy-kit-source-{self.name}", daemon=True)
         self._thread.start()
@@ -132,8 +133,8 @@ class SourceReader:
                 return self._frames.get(timeout=timeout)
             except queue.Empty:
                 return None
-        self._arrived.wait(timeout)
-        self._arrived.clear()
+        self._fresh.wait(timeout)
+        self._fresh.clear()
         try:
             return self._newest.pop()
         except IndexError:
@@ -154,7 +155,7 @@ class SourceReader:
         finally:
             if not self.live:
                 self._put(_END)
-            self._arrived.set()
+            self._fresh.set()
 
     def _put(self, item: Any) -> None:
         while not self._stop.is_set():
@@ -177,7 +178,7 @@ class SourceReader:
                     index += 1
                     self.counts.decoded += 1
                     if index % self.stride == 0:
-                        self._put(VideoFrame(self.name, index, seconds, image))
+                        self._put(VideoFrame(self.name, index, seconds, image, time.monotonic()))
                     if self._stop.is_set():
                         return
         except SourceError as exc:
@@ -208,8 +209,8 @@ class SourceReader:
                             continue
                         if self._newest:
                             self.counts.dropped += 1  # the segmenter had not taken the previous one
-                        self._newest.append(VideoFrame(self.name, index, seconds, image))
-                        self._arrived.set()
+                        self._newest.append(VideoFrame(self.name, index, seconds, image, last_frame))
+                        self._fresh.set()
                         if self._stop.is_set():
                             return
                     note = "the stream ended"
