@@ -220,13 +220,14 @@ class Segmenter:
 
     def stream(self, inputs: Iterable[Source], decode: Callable[[Source], np.ndarray | EncodedImage] | None = None,
                workers: int | None = None, keep_images: bool = False, overlay: bool = False,
-               max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[StreamItem[Source]]:
+               max_pixels: int = DEFAULT_MAX_PIXELS, read_ahead: int | None = None) -> Iterator[StreamItem[Source]]:
         """Segments image files (paths) or arrays as they come, decoding ahead on `workers` threads
         (default: half the CPUs) while earlier batches run; yields one `StreamItem` per input, in input
         order, with its labels or its error. `decode` turns a custom source into a BGR uint8 image (or
         what `load_bytes` gives, to keep the GPU decoder).
         `overlay`: on the GPU each item carries its overlay (blended there; JPEG bytes when nvImageCodec
-        encoded it, else BGR pixels); on the CPU each item keeps its image for the caller to blend."""
+        encoded it, else BGR pixels); on the CPU each item keeps its image for the caller to blend.
+        `read_ahead`: inputs taken before their batch's turn (a live source's: one batch, else they go stale)."""
         load = decode or functools.partial(self.load, max_pixels=max_pixels)
         session = self.session
         gpu_overlays = overlay and session.makes_overlays
@@ -241,7 +242,7 @@ class Segmenter:
 
         same_size = self.spec.dynamic_hw and self.window is None  # a dynamic model's batch is of one size
         items = stream(inputs, load_and_prepare, submit, self.max_batch, workers or default_workers(), keep_images,
-                       session.in_flight, (lambda p: p.image.shape[:2]) if same_size else None)
+                       session.in_flight, (lambda p: p.image.shape[:2]) if same_size else None, read_ahead)
         return (StreamItem(i.source, i.labels, i.image.image if i.image is not None else None, i.error, i.overlay)
                 for i in items)
 

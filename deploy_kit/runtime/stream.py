@@ -48,17 +48,20 @@ class StreamItem(Generic[Source]):
 
 def stream(sources: Iterable[Source], decode: Decode[Source], submit: Submit, batch: int, workers: int,
            keep_images: bool = False, in_flight: int = 1,
-           batch_key: Callable[[Any], Hashable] | None = None) -> Iterator[StreamItem[Source]]:
+           batch_key: Callable[[Any], Hashable] | None = None,
+           read_ahead: int | None = None) -> Iterator[StreamItem[Source]]:
     """Decodes `sources` on `workers` threads ahead of `submit`, which gets batches of at most `batch`
     decoded images of one `batch_key` (a dynamic-shape model's batch is of one size), at most `in_flight`
-    of them not yet collected; yields every source's outcome in input order. Stopping the iteration
+    of them not yet collected; yields every source's outcome in input order. `read_ahead` caps the
+    sources taken from `sources` before their turn (default: the next batches' worth). Stopping the iteration
     (or Ctrl-C) cancels what was not started and waits for the
     decodes and batches under way."""
     pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="deploy-kit-decode")
     pending: collections.deque[tuple[Source, Future[Any]]] = collections.deque()
     flying: collections.deque[tuple[list[StreamItem[Source]], Callable[[], BatchOutputs]]] = collections.deque()
     upcoming = iter(sources)
-    window = (in_flight + 1) * batch + max(1, workers)  # decoded images held at most: the next batches' worth
+    # decoded images held at most: the next batches' worth, or `read_ahead` (a live source: fewer, fresher)
+    window = read_ahead or (in_flight + 1) * batch + max(1, workers)
 
     def fill() -> None:
         while len(pending) < window:

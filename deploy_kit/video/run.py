@@ -70,7 +70,10 @@ def segment_videos(segmenter: Segmenter, sources: list[str], out: Path, options:
         report.counts[reader.name] = reader.counts
     sinks: dict[str, VideoSink] = {}
     try:
-        items = segmenter.stream(interleaved(readers), decode=lambda frame: frame.image, keep_images=False)
+        # A live frame taken ahead of its turn waits there while newer ones arrive: take one batch at a time.
+        live = any(reader.live for reader in readers)
+        items = segmenter.stream(interleaved(readers), decode=lambda frame: frame.image,
+                                 read_ahead=segmenter.max_batch if live else None)
         for item in items:
             frame = item.source
             if item.error is not None:
