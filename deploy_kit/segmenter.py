@@ -27,8 +27,6 @@ from .backends.base import DeviceBackend, HostBackend, OpenRequest
 from .backends.registry import Choice
 from .backends.tensorrt import TensorRTBackend
 from .backends.tensorrt.features import probe_tensorrt
-from .convert.options import ConvertOptions
-from .convert.pipeline import convert, rebuild_engine
 from .doctor import blocking_errors, fast_readings
 from .errors import ConfigError, EngineCompatibilityError, InputImageError
 from .fileio import cache_root, sha256_json
@@ -60,6 +58,9 @@ def resolve_model(model: Path, device: int = 0) -> Artifact:
 
 
 def _convert_into_cache(model: Path, device: int) -> Path:
+    from .convert.options import ConvertOptions  # only a PaddleSeg export needs the converter
+    from .convert.pipeline import convert
+
     out = cache_root() / "converted" / sha256_json(str(model.resolve()))[:16]
     gpus = fast_readings().gpus
     options = ConvertOptions(onnx_only=probe_tensorrt() is None or not gpus)
@@ -174,6 +175,8 @@ class Segmenter:
         gpu: GpuInfo = fast_readings().gpus[device]
         log.warning("engine cannot run here (%s): rebuilding it from %s into the cache", self.choice.verdict.reason,
                     self.model.onnx.name)
+        from .convert.pipeline import rebuild_engine
+
         return rebuild_engine(self.model, backend.features, gpu)
 
     @property

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
 
 from ...artifact import Artifact
 from ...machine import GpuInfo
 from ..base import HostBackend, HostExecutor, OpenRequest, TensorSpec, Verdict
+
+if TYPE_CHECKING:
+    import onnx
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int32)": np.int32,
               "tensor(int64)": np.int64}
@@ -42,7 +45,9 @@ def onnx_tensor_spec(value: onnx.ValueInfoProto) -> TensorSpec:
     """The spec of a graph input or output, read from the ONNX graph (-1 where a dim is symbolic)."""
     tensor = value.type.tensor_type
     dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim)
-    return TensorSpec(value.name, np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)), dims)
+    from onnx.helper import tensor_dtype_to_np_dtype  # onnx takes 60 ms to import: not for `infer` on the CPU
+
+    return TensorSpec(value.name, np.dtype(tensor_dtype_to_np_dtype(tensor.elem_type)), dims)
 
 
 class OnnxRuntimeCpuExecutor(HostExecutor):

@@ -12,8 +12,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import onnx
-
 from ...artifact import Artifact
 from ...cuda import Stream
 from ...errors import EngineCompatibilityError
@@ -61,6 +59,8 @@ class OnnxRuntimeCudaExecutor(DeviceExecutor):
         # session given provider options, through its default logger, before session options apply.
         ort.set_default_logger_severity(0 if log.isEnabledFor(logging.DEBUG) else 3)
         self.onnx_path, self.device_index, self.stream, self.cuda_graphs = onnx_path, device_index, stream, cuda_graphs
+        import onnx
+
         model = onnx.load(str(onnx_path), load_external_data=False)
         self.input = onnx_tensor_spec(model.graph.input[0])
         self.output = onnx_tensor_spec(model.graph.output[0])
@@ -159,6 +159,8 @@ def static_shape_graph(onnx_path: Path, shape: tuple[int, ...]) -> Path:
     path = cache_root() / "onnxruntime" / f"{onnx_path.stem}-{digest}-{'x'.join(map(str, shape))}.onnx"
     if path.is_file():
         return path
+    import onnx
+
     model = onnx.load(str(onnx_path))
     for dim, size in zip(model.graph.input[0].type.tensor_type.shape.dim, shape):
         dim.Clear()
