@@ -148,3 +148,21 @@ def test_background_needs_a_two_class_model(onnx_model, videos, tmp_path, capsys
                        "-o", str(tmp_path)))
     err = capsys.readouterr().err
     assert code == 2 and "--background needs a two-class model" in err
+
+
+def test_the_python_api_yields_every_frame_with_its_identity(onnx_model, videos):
+    from deploy_kit.images import label_overlay
+    from deploy_kit.video.run import VideoStream
+
+    frames, times = _decoded(videos["hevc"])
+    with Segmenter(onnx_model, backend="onnxruntime-cpu", max_batch=2) as segmenter:
+        results = list(VideoStream(segmenter, [str(videos["hevc"])], overlay=True))
+        assert [(r.frame.source, r.frame.index) for r in results] == [("street_hevc", i) for i in range(len(frames))]
+        assert [r.frame.time for r in results] == pytest.approx(times)
+        for result, frame in zip(results, frames):
+            np.testing.assert_array_equal(result.frame.image, frame)
+            np.testing.assert_array_equal(result.overlay, label_overlay(frame, result.labels))
+        stream = VideoStream(segmenter, [str(videos["h264"])])
+        for result in stream:
+            break  # leaving early stops the reader (the test would hang on a reader blocked on its queue)
+        assert not any(reader._thread.is_alive() for reader in stream.readers)

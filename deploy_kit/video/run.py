@@ -1,18 +1,23 @@
-"""`infer` on video sources: every source read on its own thread, their frames interleaved into the
-segmenter's batches (`Segmenter.stream`), each frame's labels handed to its source's sink in order.
-Ctrl-C closes every sink, so the videos written so far play."""
+"""Video sources through the segmenter: `VideoStream` (the Python API: every source read on its own
+thread, their frames interleaved into the segmenter's batches, a `FrameResult` per frame) and
+`segment_videos` (`infer`: each frame's labels handed to its source's sink in order; Ctrl-C closes every
+sink, so the videos written so far play)."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
+import numpy as np
+
+from ..errors import DeployKitError
 from ..files import error_line
+from ..images import label_overlay
 from ..segmenter import Segmenter
 from .sinks import SinkOptions, VideoSink
-from .sources import SourceCounts, SourceReader, interleaved, source_name
+from .sources import SourceCounts, SourceReader, VideoFrame, interleaved, source_name
 
 
 @dataclass(frozen=True)
@@ -58,37 +63,74 @@ def unique_names(sources: list[str]) -> list[str]:
     return names
 
 
+@dataclass(frozen=True)
+class FrameResult:
+    """One frame's outcome: the frame (source name, index, time, image), its labels or its error, and
+    its overlay when asked for."""
+
+    frame: VideoFrame
+    labels: np.ndarray | None = None
+    error: DeployKitError | None = None
+    overlay: np.ndarray | None = None
+
+
+class VideoStream:
+    """`Segmenter` over video sources, as an iterator of `FrameResult`s: every source read on a thread
+    of its own, their frames interleaved (one of each per round) into the segmenter's batches.
+
+        with Segmenter("build/") as segmenter:
+            for result in VideoStream(segmenter, ["street.mp4", "rtsp://cam/1"], overlay=True):
+                ...  # result.frame.source, .index, .time; result.labels; result.overlay
+
+    `counts` has each source's frames decoded and dropped (live, stale) and its error lines; `fps` what
+    each source declares. Leaving the iteration stops every reader."""
+
+    def __init__(self, segmenter: Segmenter, sources: list[str], stride: int = 1, reconnect_timeout: float = 10.0,
+                 overlay: bool = False, on_event: Callable[[str], None] = lambda line: None) -> None:
+        self.segmenter, self.overlay = segmenter, overlay
+        self.readers = [SourceReader(source, stride, reconnect_timeout, on_event, name=name)
+                        for source, name in zip(sources, unique_names(sources))]
+        self.counts: dict[str, SourceCounts] = {reader.name: reader.counts for reader in self.readers}
+
+    def fps(self, name: str) -> float | None:
+        return next(reader.fps for reader in self.readers if reader.name == name)
+
+    def __iter__(self) -> Iterator[FrameResult]:
+        try:
+            # A live frame taken ahead of its turn waits there while newer ones arrive: one batch at a time.
+            live = any(reader.live for reader in self.readers)
+            for item in self.segmenter.stream(interleaved(self.readers), decode=lambda frame: frame.image,
+                                              read_ahead=self.segmenter.max_batch if live else None):
+                frame: VideoFrame = item.source
+                blended = label_overlay(frame.image, item.labels) if self.overlay and item.labels is not None else None
+                yield FrameResult(frame, item.labels, item.error, blended)
+        finally:
+            for reader in self.readers:
+                reader.stop()
+
+
 def segment_videos(segmenter: Segmenter, sources: list[str], out: Path, options: VideoOptions,
                    on_event: Callable[[str], None] = lambda line: None) -> VideoReport:
     """Segments every frame the sources give and writes each source's outputs under `out`."""
     report = VideoReport()
     started = time.perf_counter()
-    readers = [SourceReader(source, options.stride, options.reconnect_timeout, on_event, name=name)
-               for source, name in zip(sources, unique_names(sources))]
-    by_name = {reader.name: reader for reader in readers}
-    for reader in readers:
-        report.counts[reader.name] = reader.counts
+    frames = VideoStream(segmenter, sources, options.stride, options.reconnect_timeout, on_event=on_event)
+    report.counts = frames.counts
     sinks: dict[str, VideoSink] = {}
     try:
-        # A live frame taken ahead of its turn waits there while newer ones arrive: take one batch at a time.
-        live = any(reader.live for reader in readers)
-        items = segmenter.stream(interleaved(readers), decode=lambda frame: frame.image,
-                                 read_ahead=segmenter.max_batch if live else None)
-        for item in items:
-            frame = item.source
-            if item.error is not None:
+        for result in frames:
+            frame = result.frame
+            if result.error is not None:
                 report.failed[frame.source] = report.failed.get(frame.source, 0) + 1
-                on_event("error: " + error_line(f"{frame.source} frame {frame.index}", item.error))
+                on_event("error: " + error_line(f"{frame.source} frame {frame.index}", result.error))
                 continue
-            assert item.labels is not None
+            assert result.labels is not None
             report.latencies.append((frame.arrived, time.monotonic() - frame.arrived))
             if frame.source not in sinks:
-                sinks[frame.source] = VideoSink(out, frame.source, options.sinks, by_name[frame.source].fps)
-            sinks[frame.source].write(frame, item.labels)
+                sinks[frame.source] = VideoSink(out, frame.source, options.sinks, frames.fps(frame.source))
+            sinks[frame.source].write(frame, result.labels)
             report.segmented[frame.source] = report.segmented.get(frame.source, 0) + 1
     finally:
-        for reader in readers:
-            reader.stop()
         for sink in sinks.values():
             sink.close()
             report.outputs += sink.paths
