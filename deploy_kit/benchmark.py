@@ -8,7 +8,9 @@ import collections
 
 import importlib.util
 import platform
+import shutil
 import subprocess
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -64,6 +66,37 @@ class BatchResult:
     throughput: float = 0.0  # images/s with batches in flight, decoded images in host memory
     engine_only_throughput: float = 0.0
     baseline_throughput: float | None = None
+
+
+class GpuUtilization:
+    """Samples `nvidia-smi`'s utilization.gpu every 100 ms while open; mean and samples, or None."""
+
+    def __init__(self, device: int) -> None:
+        self.device, self.samples = device, list[float]()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        command = ["nvidia-smi", f"--id={self.device}", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"]
+        while not self._stop.wait(0.1):
+            try:
+                self.samples.append(float(subprocess.run(command, capture_output=True, text=True, timeout=2).stdout))
+            except (OSError, ValueError, subprocess.TimeoutExpired):
+                return  # no nvidia-smi here: no utilisation to report
+
+    def __enter__(self) -> GpuUtilization:
+        if shutil.which("nvidia-smi"):
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    @property
+    def mean(self) -> float | None:
+        return float(np.mean(self.samples)) if self.samples else None
 
 
 def timed(fn: Callable[[], Any], iterations: int, warmup: int) -> list[float]:

@@ -4,51 +4,15 @@ engine alone; and the latency of one image from its JPEG bytes to its label map 
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import tempfile
-import threading
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from .benchmark import Summary, timed
+from .benchmark import GpuUtilization, Summary, timed
 from .files import segment_files
 from .images import collect_inputs, plan_outputs
 from .segmenter import Segmenter
-
-
-class GpuUtilization:
-    """Samples `nvidia-smi`'s utilization.gpu every 100 ms while open; mean and samples, or None."""
-
-    def __init__(self, device: int) -> None:
-        self.device, self.samples = device, list[float]()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        command = ["nvidia-smi", f"--id={self.device}", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"]
-        while not self._stop.wait(0.1):
-            try:
-                self.samples.append(float(subprocess.run(command, capture_output=True, text=True, timeout=2).stdout))
-            except (OSError, ValueError, subprocess.TimeoutExpired):
-                return  # no nvidia-smi here: no utilisation to report
-
-    def __enter__(self) -> GpuUtilization:
-        if shutil.which("nvidia-smi"):
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    @property
-    def mean(self) -> float | None:
-        return float(np.mean(self.samples)) if self.samples else None
 
 
 def from_files(model: Path, folder: Path, batches: tuple[int, ...], backend: str, overlay: bool = False,

@@ -36,15 +36,15 @@ from .paddleseg.demo import restore_default_model
 from .paddleseg.preprocess import PreprocessSpec
 from .paddleseg.slide import SlideWindow
 from .runtime.gpu_pipeline import GpuPipeline
-from .runtime.session import GpuSession, HostSession, Pending, Session
+from .runtime.session import Decoded, GpuSession, HostSession, Pending, Session
 from .runtime.stream import Source, StreamItem, stream
 
 log = logging.getLogger(__name__)
 
 DECODERS = ("auto", "cpu", "gpu")
-DECODER_HELP = ("where JPEGs are decoded: gpu = the GPU's hardware JPEG decoder (nvImageCodec; labels ≥ 99.99%% "
-                "identical), cpu = OpenCV (bit-exact with PaddleSeg), auto = gpu when the backend runs on a GPU "
-                "that has one (default)")
+DECODER_HELP = ("where JPEGs and video files are decoded: gpu = the GPU's hardware JPEG decoder (nvImageCodec; "
+                "labels ≥ 99.99%% identical) and its NVDEC video engines (PyNvVideoCodec), cpu = OpenCV (bit-exact "
+                "with PaddleSeg) and PyAV, auto = gpu when the backend runs on a GPU that has them (default)")
 
 
 def resolve_model(model: Path, device: int = 0) -> Artifact:
@@ -81,7 +81,7 @@ def choose_backend(artifact: Artifact, wanted: str, device: int) -> Choice:
 class Prepared:
     """A decoded image and what the session prepared from it on the decode thread."""
 
-    image: np.ndarray | EncodedImage
+    image: Decoded
     tensor: Any
 
 
@@ -221,7 +221,7 @@ class Segmenter:
             return image
         return decode_image(image, image.source)
 
-    def stream(self, inputs: Iterable[Source], decode: Callable[[Source], np.ndarray | EncodedImage] | None = None,
+    def stream(self, inputs: Iterable[Source], decode: Callable[[Source], Decoded] | None = None,
                workers: int | None = None, keep_images: bool = False, overlay: bool = False,
                max_pixels: int = DEFAULT_MAX_PIXELS, read_ahead: int | None = None) -> Iterator[StreamItem[Source]]:
         """Segments image files (paths) or arrays as they come, decoding ahead on `workers` threads

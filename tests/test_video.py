@@ -16,48 +16,24 @@ from PIL import Image
 
 from deploy_kit import Segmenter
 from deploy_kit.cli import main
-from deploy_kit.synthetic import SceneSpec, generate_scene
+from deploy_kit.video.colour import bgr24
 
 from .conftest import require
 from .mjpeg import MjpegServer
+from .videos import write_test_videos
 
 av = pytest.importorskip("av", reason="needs PyAV (pip install 'deploy-kit[video]')")
-
-
-def _write_video(path: Path, codec: str, size: tuple[int, int], frames: int, fps: int = 25) -> list[np.ndarray]:
-    """A moving street scene, encoded; returns the BGR frames given to the encoder."""
-    height, width = size
-    scene = generate_scene(3, 0, SceneSpec(height, width + 8 * frames))[0]
-    images = [np.ascontiguousarray(scene[:, 8 * i:8 * i + width]) for i in range(frames)]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        if codec == "libx265":
-            stream.options = {"x265-params": "log-level=error"}
-        for image in images:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return images
 
 
 def _decoded(path: Path) -> tuple[list[np.ndarray], list[float]]:
     with av.open(str(path)) as container:
         frames = list(container.decode(video=0))
-    return [f.to_ndarray(format="bgr24") for f in frames], [float(f.time) for f in frames]
+    return [bgr24(f) for f in frames], [float(f.time) for f in frames]
 
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("videos")
-    paths = {"h264": root / "street.mp4", "hevc": root / "street_hevc.mkv"}
-    _write_video(paths["h264"], "libx264", (362, 642), 12)
-    _write_video(paths["hevc"], "libx265", (240, 320), 8)
-    data = paths["h264"].read_bytes()
-    paths["truncated"] = root / "truncated.mp4"
-    paths["truncated"].write_bytes(data[:len(data) // 2])
-    return paths
+    return write_test_videos(tmp_path_factory.mktemp("videos"), h264=((362, 642), 12), hevc=((240, 320), 8))
 
 
 def _infer(*args: str) -> list[str]:

@@ -121,9 +121,12 @@ def _video_row(args: argparse.Namespace, backend: str) -> dict[str, Any]:
     from ..video.bench import video_row
 
     with Segmenter(args.model, backend=backend, device=args.device, max_batch=1, decoder=args.decoder) as segmenter:
-        row = video_row(segmenter, args.video)
+        row = video_row(segmenter, args.video, args.device)
+    nvdec = (f", NVDEC {row['nvdec_decode_only_fps']:.1f} ({row['nvdec_engines']} engines)"
+             if "nvdec_decode_only_fps" in row else "")
     print(f"video {args.video.name} ({row['frames']} frames {row['frame_hw'][1]}x{row['frame_hw'][0]}): decode "
-          f"{row['decode_only_fps']:.1f} frames/s, labels only {row['labels_only_fps']:.1f}, with overlay video "
+          f"PyAV {row['decode_only_fps']:.1f} frames/s{nvdec}; decoded by {', '.join(row['decoders'].values())}: "
+          f"labels only {row['labels_only_fps']:.1f}, with overlay video "
           f"{row['with_overlay_video_fps']:.1f}; the same frames as JPEG files "
           f"{row['same_frames_as_jpeg_files_img_per_s']:.1f} img/s ({row['labels_only_vs_jpeg_files']:.2f}x)")
     return row

@@ -111,7 +111,7 @@ def _run_here(args: argparse.Namespace) -> int:
         with Segmenter(args.model or restore_default_model(), backend=args.backend, device=args.device,
                        max_batch=args.batch, crop_size=parse_pair(args.crop_size, "--crop-size") if args.crop_size else None,
                        stride=parse_pair(args.stride, "--stride") if args.stride else None,
-                       decoder=args.decoder) as segmenter:
+                       decoder=args.decoder if plans or args.decoder != "gpu" else "auto") as segmenter:
             print(f"backend: {segmenter.backend} ({segmenter.choice.reason}); JPEG decoder: {segmenter.decoder} "
                   f"({segmenter.decoder_reason})")
             if plans:
@@ -142,9 +142,10 @@ def _run_videos(segmenter: Segmenter, sources: list[str], out: Path, args: argpa
         raise ConfigError(f"--background needs a two-class model (foreground, background); this one has "
                           f"{segmenter.num_classes} classes", hint="drop --background, or use --overlay")
     options = VideoOptions(args.vid_stride, args.reconnect_timeout,
-                           SinkOptions(overlay=args.overlay, labels=args.labels, background=background))
+                           SinkOptions(overlay=args.overlay, labels=args.labels, background=background), args.decoder)
     report = segment_videos(segmenter, sources, out, options, on_event=lambda line: print(line, file=sys.stderr))
-    print(report.summary() + f"; outputs in {out}/")
+    decoders = ", ".join(f"{name}: {decoder}" for name, decoder in report.decoders.items())
+    print(report.summary() + f"; decoded by {decoders}; outputs in {out}/")
     return not report.errors and not any(report.failed.values())
 
 

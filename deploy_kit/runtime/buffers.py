@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Callable, Generic, Sequence, TypeVar
 
 import numpy as np
 
 from ..cuda import DeviceBuffer, PinnedBuffer, Stream
+
+Block = TypeVar("Block", DeviceBuffer, PinnedBuffer)
 
 
 class Growable:
@@ -46,38 +49,47 @@ class Growable:
         self.device = self.host = None
 
 
-class PinnedPool:
-    """Pinned host blocks handed out for staged images and taken back once their upload is done, so
-    decode threads copy into page-locked memory without allocating it (which is slow and serializes)
-    for every image. The pool holds at most as many blocks as were ever staged at once."""
+class BlockPool(Generic[Block]):
+    """Blocks (pinned host or device memory) handed out and taken back once what was queued on them is
+    done, so threads copy into them without allocating (which is slow and serializes) for every image or
+    frame. The pool holds at most as many blocks as were ever out at once; closing it frees the blocks
+    it holds, and a block given back after that is freed then (a frame still in a batch in flight)."""
 
-    def __init__(self) -> None:
+    def __init__(self, allocate: Callable[[int], Block]) -> None:
+        self._allocate: Callable[[int], Block] = allocate
         self._lock = threading.Lock()
-        self._free: list[PinnedBuffer] = []
-        self._owned: list[PinnedBuffer] = []
+        self._free: list[Block] = []
+        self._closed = False
 
-    def take(self, nbytes: int) -> PinnedBuffer:
+    def take(self, nbytes: int) -> Block:
         with self._lock:
             fitting = [b for b in self._free if nbytes <= b.nbytes <= 2 * nbytes]
             if fitting:
                 block = min(fitting, key=lambda b: b.nbytes)
                 self._free.remove(block)
                 return block
-        block = PinnedBuffer(nbytes)
-        with self._lock:
-            self._owned.append(block)
-        return block
+        return self._allocate(nbytes)
 
-    def give(self, block: PinnedBuffer) -> None:
+    def give(self, block: Block) -> None:
         with self._lock:
-            if not block.closed:
+            if not self._closed:
                 self._free.append(block)
+                return
+        block.close()
 
     def close(self) -> None:
         with self._lock:
-            for block in self._owned:
-                block.close()
-            self._owned, self._free = [], []
+            self._closed = True
+            free, self._free = self._free, []
+        for block in free:
+            block.close()
+
+
+class PinnedPool(BlockPool[PinnedBuffer]):
+    """Pinned host blocks for staged images."""
+
+    def __init__(self) -> None:
+        super().__init__(PinnedBuffer)
 
 
 class StagedImage:
@@ -90,6 +102,42 @@ class StagedImage:
         self.block = pool.take(image.nbytes)
         self.block.view(np.uint8, image.shape)[:] = image
         weakref.finalize(self, pool.give, self.block)
+
+
+@dataclass(frozen=True)
+class Colour:
+    """How a video's YUV samples map to RGB: the matrix (`bt601` or `bt709`) and whether the samples use
+    the full 0-255 range (JPEG range) or the limited 16-235 one (MPEG range, most video)."""
+
+    matrix: str = "bt709"
+    full_range: bool = False
+
+
+class Nv12Frame:
+    """A video frame the GPU's video decoder decoded: NV12 (the Y plane, then the U and V samples
+    interleaved at half resolution; rows `width` bytes apart) in a pooled device block, with the colour
+    rules of its stream. The pipeline converts it to BGR on the GPU; the block goes back to its pool when
+    the frame is dropped (after its batch was collected)."""
+
+    def __init__(self, block: DeviceBuffer, height: int, width: int, colour: Colour, pool: BlockPool[DeviceBuffer]) -> None:
+        self.block, self.height, self.width, self.colour = block, height, width, colour
+        self.nbytes = height * width * 3  # as BGR, in the pipeline's image buffer
+        weakref.finalize(self, pool.give, block)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.height, self.width, 3)
+
+    @property
+    def nv12_nbytes(self) -> int:
+        return self.height * self.width * 3 // 2
+
+    def nv12(self, stream: Stream) -> np.ndarray:
+        """The NV12 bytes copied back, as a (height * 3 / 2) x width array (tests compare them)."""
+        with PinnedBuffer(self.nv12_nbytes) as host:
+            stream.copy_to_host(host, self.block, self.nv12_nbytes)
+            stream.synchronize()
+            return host.view(np.uint8, (self.height * 3 // 2, self.width)).copy()
 
 
 def device_copy(array: np.ndarray, stream: Stream) -> DeviceBuffer:

@@ -14,10 +14,20 @@ from ..cuda import CudaContext, KernelArg, KernelModule, Stream
 from ..fileio import cache_root
 from ..images import OVERLAY_WEIGHT
 from ..paddleseg.preprocess import PreprocessSpec, cv2_linear_scale
+from .buffers import Colour, Nv12Frame
 
 BLOCK = (32, 8, 1)
 _POSTPROCESS = {np.dtype(np.float16): "argmax_resize_f16", np.dtype(np.float32): "argmax_resize_f32",
                 np.dtype(np.int32): "labels_resize_i32"}
+
+
+def yuv_coefficients(colour: Colour) -> tuple[float, ...]:
+    """nv12.cu's y_scale, y_offset, c_scale, rv, gu, gv, bu for a stream's colour rules (ITU-R BT.601,
+    BT.709 or BT.2020 luma weights Kr, Kb; limited range stretches Y 16-235 and U, V 16-240 to 0-255)."""
+    kr, kb = {"bt709": (0.2126, 0.0722), "bt2020": (0.2627, 0.0593)}.get(colour.matrix, (0.299, 0.114))
+    kg = 1.0 - kr - kb
+    y_scale, y_offset, c_scale = (1.0, 0.0, 1.0) if colour.full_range else (255 / 219, 16.0, 255 / 224)
+    return (y_scale, y_offset, c_scale, 2 * (1 - kr), 2 * kb * (1 - kb) / kg, 2 * kr * (1 - kr) / kg, 2 * (1 - kb))
 
 
 def kernel_source(name: str) -> str:
@@ -38,6 +48,7 @@ class PipelineKernels:
         self._post = KernelModule(kernel_source("postprocess.cu"), context.compute_capability, cache, headers)
         self._overlay = KernelModule(kernel_source("overlay.cu"), context.compute_capability, cache)
         self._slide = KernelModule(kernel_source("slide.cu"), context.compute_capability, cache, headers)
+        self._nv12 = KernelModule(kernel_source("nv12.cu"), context.compute_capability, cache)
 
     @staticmethod
     def check_output_dtype(dtype: np.dtype) -> None:
@@ -109,6 +120,13 @@ class PipelineKernels:
             function.launch(_grid(w, h), BLOCK, stream, args)
             label_offset += h * w
 
+    def nv12_to_bgr(self, stream: Stream, frame: Nv12Frame, out_ptr: int) -> None:
+        """A decoded NV12 video frame into packed BGR uint8 at `out_ptr`, with its stream's colour rules."""
+        args: list[KernelArg] = [(frame.block.ptr, ctypes.c_void_p), (frame.height, ctypes.c_int),
+                                 (frame.width, ctypes.c_int), (out_ptr, ctypes.c_void_p),
+                                 *((v, ctypes.c_float) for v in yuv_coefficients(frame.colour))]
+        self._nv12.function("nv12_to_bgr").launch(_grid(frame.width, frame.height), BLOCK, stream, args)
+
     def slide_accumulate(self, stream: Stream, scores_ptr: int, dtype: np.dtype, classes: int, crop_hw: tuple[int, int],
                          crop_yx: tuple[int, int], sums_ptr: int, counts_ptr: int, strip: tuple[int, int],
                          width: int) -> None:
@@ -133,3 +151,4 @@ class PipelineKernels:
         self._pre.close()
         self._post.close()
         self._overlay.close()
+        self._nv12.close()

@@ -23,7 +23,7 @@ from ..errors import ConfigError, DeployKitError
 from ..images import PALETTE_BGR, EncodedImage, decode_image
 from ..paddleseg.preprocess import PreprocessSpec
 from ..paddleseg.slide import SlideWindow, boxes_in_strip, chunks, crop_boxes, strips
-from .buffers import Growable, PinnedPool, StagedImage, device_copy, packed_offsets, split_images, split_labels, upload
+from .buffers import Growable, Nv12Frame, PinnedPool, StagedImage, device_copy, packed_offsets, split_images, split_labels, upload
 from .cuda_kernels import PipelineKernels
 from ..gpu_jpeg import GpuJpegDecoder, GpuJpegEncoder, gpu_jpeg_decoder, gpu_jpeg_encoder
 from .stream import BatchOutputs, Overlay, same_size_runs
@@ -41,7 +41,9 @@ class StageTimes:
     download: float = 0.0
 
 
-Staged = StagedImage | EncodedImage  # an image in pinned memory, or a JPEG for the hardware decoder
+# An image in pinned memory, a JPEG for the hardware JPEG decoder, or a video frame the GPU's video
+# decoder left in device memory.
+Staged = StagedImage | EncodedImage | Nv12Frame
 # A slot's events: 0-1 upload (copy stream), 2 preprocess, 3 inference, 4 postprocess, 5 download start;
 # DONE is recorded whatever else is, and `result` waits for it; DECODE marks the hardware decoder's start.
 DONE, DECODE = 6, 7
@@ -121,6 +123,7 @@ class GpuPipeline:
         self.timing = False  # record every stage's events, for `times` (the benchmark's breakdown)
         self.times = StageTimes()
         self.jpeg_decoder: GpuJpegDecoder | None = None
+        self.overlay_jpegs = True  # overlays as JPEGs when nvImageCodec encodes them; False: always pixels
 
     def start_jpeg_decoder(self) -> str:
         """Starts the GPU's hardware JPEG decoder for batches of `EncodedImage`s; what it is, or a
@@ -173,8 +176,11 @@ class GpuPipeline:
         """nvImageCodec's JPEG encoder, started with the first overlay (None when it is not installed)."""
         return gpu_jpeg_encoder(self.context.index)
 
-    def stage(self, image: np.ndarray | EncodedImage) -> Staged:
-        """A decoded image copied into pinned memory; JPEG bytes stay as they are, for the GPU's decoder."""
+    def stage(self, image: np.ndarray | EncodedImage | Nv12Frame) -> Staged:
+        """A decoded image copied into pinned memory; JPEG bytes stay as they are, for the GPU's decoder,
+        and a video frame already on the GPU stays there."""
+        if isinstance(image, Nv12Frame):
+            return image
         if isinstance(image, EncodedImage):
             if self.jpeg_decoder is None:
                 raise ValueError("JPEG bytes given to a pipeline without a JPEG decoder (start_jpeg_decoder)")
@@ -218,7 +224,7 @@ class GpuPipeline:
     def _overlays(self, slot: _Slot) -> list[Overlay]:
         assert slot.overlays.device is not None
         sizes = [(s.height, s.width) for s in slot.staged]
-        if self.jpeg is not None:
+        if self.overlay_jpegs and self.jpeg is not None:
             return [self.jpeg.encode(slot.overlays.device.ptr + offset, h, w)
                     for offset, (h, w) in zip(slot.offsets, sizes)]
         return list(split_images(slot.overlays.pinned_host(), slot.offsets, sizes))
@@ -238,6 +244,10 @@ class GpuPipeline:
         self.stream.wait(e[1])
         self._mark(e[DECODE], self.stream)
         self._decode_jpegs(slot, staged, offsets, images)
+        for frame, offset in zip(staged, offsets):
+            if isinstance(frame, Nv12Frame):
+                self.kernels.nv12_to_bgr(self.stream, frame, images.ptr + offset)
+                slot.keep.append(frame)  # its block is not reused until the batch is collected
         kept = [k for k in range(len(staged)) if k not in slot.failed]
         offsets = [offsets[k] for k in kept]
         slot.staged, slot.offsets = [staged[k] for k in kept], offsets
@@ -343,10 +353,11 @@ class GpuPipeline:
     def _queue_overlays(self, slot: _Slot, images: DeviceBuffer, nbytes: int, labels: DeviceBuffer,
                         sizes: list[tuple[int, int]]) -> None:
         """Overlays blended at the images' offsets (`nbytes`: their extent)."""
-        slot.overlays.pinned = self.jpeg is None  # a pinned twin only when the pixels come back
+        pixels = not (self.overlay_jpegs and self.jpeg is not None)
+        slot.overlays.pinned = pixels  # a pinned twin only when the pixels come back
         blended = slot.overlays.ensure(nbytes)
         self.kernels.overlay_batch(self.stream, images.ptr, slot.offsets, labels.ptr, sizes, self.palette.ptr, blended.ptr)
-        if self.jpeg is None:  # OpenCV encodes them on the CPU
+        if pixels:  # the CPU encodes them (OpenCV, or the video encoder)
             self.stream.copy_to_host(slot.overlays.pinned_host(), blended, nbytes)
 
     def infer(self, shape: tuple[int, ...]) -> None:

@@ -19,10 +19,13 @@ from ..images import EncodedImage, decode_image
 from ..paddleseg.postprocess import postprocess_cpu
 from ..paddleseg.preprocess import PreprocessSpec, preprocess_cpu
 from ..paddleseg.slide import SlideWindow, check_crop_fits, slide_cpu
+from .buffers import Nv12Frame
 from .gpu_pipeline import GpuPipeline, Staged
 from .stream import BatchOutputs, same_size_runs
 
 
+# What a session takes: BGR pixels, JPEG bytes for the GPU's JPEG decoder, or a frame NVDEC decoded.
+Decoded = np.ndarray | EncodedImage | Nv12Frame
 Pending = Callable[[], BatchOutputs]  # waits for a submitted batch and gives its label maps (and overlays)
 
 
@@ -31,22 +34,22 @@ class Session(Protocol):
     in_flight: int  # batches that may be submitted before the oldest is collected
     makes_overlays: bool  # whether `submit(..., overlay=True)` gives overlays
 
-    def prepare(self, image: np.ndarray | EncodedImage) -> Any:
+    def prepare(self, image: Decoded) -> Any:
         """Per-image work that may run on any thread ahead of `submit` (CPU preprocessing, pinned staging)."""
 
-    def submit(self, images: Sequence[np.ndarray | EncodedImage], prepared: Sequence[Any] | None = None,
+    def submit(self, images: Sequence[Decoded], prepared: Sequence[Any] | None = None,
                overlay: bool = False) -> Pending:
         """Starts at most `max_batch` images (`prepared`: what `prepare` gave for each); the returned
         callable waits for their label maps, and their overlays when asked and `makes_overlays`."""
 
-    def run(self, images: Sequence[np.ndarray | EncodedImage], prepared: Sequence[Any] | None = None) -> list[np.ndarray]:
+    def run(self, images: Sequence[Decoded], prepared: Sequence[Any] | None = None) -> list[np.ndarray]:
         """Label maps for at most `max_batch` images: `submit` and wait."""
 
     def close(self) -> None:
         """Releases everything the session opened (idempotent)."""
 
 
-def check_input(image: np.ndarray | EncodedImage, spec: PreprocessSpec, window: SlideWindow | None,
+def check_input(image: Decoded, spec: PreprocessSpec, window: SlideWindow | None,
                 model_hw: tuple[int, int] | None) -> None:
     """Refuses, before any work, an image the model cannot take: outside a dynamic model's profile, or
     smaller than a fixed-size model's crop when sliding."""
@@ -64,18 +67,20 @@ class HostSession:
                  window: SlideWindow | None = None) -> None:
         self.executor, self.spec, self.max_batch, self.window = executor, spec, max_batch, window
 
-    def prepare(self, image: np.ndarray | EncodedImage) -> np.ndarray:
+    def prepare(self, image: Decoded) -> np.ndarray:
+        if isinstance(image, Nv12Frame):
+            raise ValueError("a frame NVDEC decoded into GPU memory needs a GPU session")
         if isinstance(image, EncodedImage):
             image = decode_image(image, image.source)
         check_input(image, self.spec, self.window, self.executor.input.fixed_hw)
         return preprocess_cpu(image, self.spec)
 
-    def submit(self, images: Sequence[np.ndarray | EncodedImage], prepared: Sequence[Any] | None = None,
+    def submit(self, images: Sequence[Decoded], prepared: Sequence[Any] | None = None,
                overlay: bool = False) -> Pending:
         outputs = BatchOutputs(self.run(images, prepared))
         return lambda: outputs
 
-    def run(self, images: Sequence[np.ndarray | EncodedImage], prepared: Sequence[Any] | None = None) -> list[np.ndarray]:
+    def run(self, images: Sequence[Decoded], prepared: Sequence[Any] | None = None) -> list[np.ndarray]:
         inputs = list(prepared) if prepared is not None else [self.prepare(image) for image in images]
         if self.window is not None:
             classes = self.executor.output.shape[1]
@@ -116,21 +121,21 @@ class GpuSession:
         """The GPU's hardware JPEG decoder started for batches of `EncodedImage`s (see GpuPipeline)."""
         return self._open_pipeline().start_jpeg_decoder()
 
-    def prepare(self, image: np.ndarray | EncodedImage) -> Staged:
+    def prepare(self, image: Decoded) -> Staged:
         """The image checked and copied into pinned memory, so the batch's upload is one asynchronous
         copy (JPEG bytes for the GPU's decoder stay as they are)."""
         pipeline = self._open_pipeline()
         check_input(image, pipeline.spec, pipeline.window, pipeline.executor.input.fixed_hw)
         return pipeline.stage(image)
 
-    def submit(self, images: Sequence[np.ndarray | EncodedImage], prepared: Sequence[Any] | None = None,
+    def submit(self, images: Sequence[Decoded], prepared: Sequence[Any] | None = None,
                overlay: bool = False) -> Pending:
         pipeline = self._open_pipeline()
         staged = list(prepared) if prepared is not None else [self.prepare(image) for image in images]
         slot = pipeline.submit(staged, overlay)
         return lambda: pipeline.result(slot)
 
-    def run(self, images: Sequence[np.ndarray | EncodedImage], prepared: Sequence[Any] | None = None) -> list[np.ndarray]:
+    def run(self, images: Sequence[Decoded], prepared: Sequence[Any] | None = None) -> list[np.ndarray]:
         staged = list(prepared) if prepared is not None else [self.prepare(image) for image in images]
         pipeline = self._open_pipeline()
         labels: list[np.ndarray] = []

@@ -1,6 +1,7 @@
-"""The benchmark's video row (`deploy-kit benchmark --video FILE`): a file's frames decoded alone, then
-segmented with labels only and with the overlay video, next to `infer` on the same frames saved as
-JPEG files, all with the same segmenter."""
+"""The benchmark's video row (`deploy-kit benchmark --video FILE`): a file's frames decoded alone (PyAV
+on the CPU, and NVDEC on the GPU where the segmenter runs there), then segmented with labels only and
+with the overlay video for each decoder, next to `infer` on the same frames saved as JPEG files, all
+with the same segmenter, with the GPU's utilisation during each run."""
 
 from __future__ import annotations
 
@@ -11,29 +12,48 @@ from typing import Any
 
 import cv2
 
+from ..benchmark import GpuUtilization
 from ..files import segment_files
 from ..images import collect_inputs, plan_outputs
 from ..segmenter import Segmenter
-from .run import VideoOptions, segment_videos
+from .nvdec import VideoInfo
+from .run import VideoOptions, segment_videos, video_decoder
 from .sinks import SinkOptions
 from .sources import decoded_frames
 
 
-def video_row(segmenter: Segmenter, video: Path) -> dict[str, Any]:
+def video_row(segmenter: Segmenter, video: Path, device: int = 0) -> dict[str, Any]:
     import av
 
     started = time.perf_counter()
     with av.open(str(video)) as container:
+        info = VideoInfo.of(container.streams.video[0])
         frames = [image for _, image in decoded_frames(container)]
     decode_s = time.perf_counter() - started
     segmenter.predict(frames[0])  # warm-up: sessions, kernels
     row: dict[str, Any] = {"video": str(video), "frames": len(frames), "frame_hw": list(frames[0].shape[:2]),
-                           "decode_only_fps": len(frames) / decode_s}
+                           "codec": info.codec, "colour": [info.colour.matrix, info.colour.full_range],
+                           "decode_only_fps": len(frames) / decode_s, "decoders": {}}
+    decoders = ["cpu"]
+    nvdec = video_decoder(segmenter, "auto") if info.nvdec_refusal() is None else None
+    if nvdec is not None:
+        started = time.perf_counter()
+        count = sum(1 for _ in nvdec.frames(str(video), info))
+        row["nvdec_decode_only_fps"] = count / (time.perf_counter() - started)
+        row["nvdec_engines"] = nvdec.engines(str(video))
+        nvdec.close()
+        decoders = ["gpu", "cpu"]
     with tempfile.TemporaryDirectory(prefix="deploy-kit-video-bench-") as scratch:
-        for key, sinks in (("labels_only_fps", SinkOptions(labels="none")),
-                           ("with_overlay_video_fps", SinkOptions(overlay=True, labels="none"))):
-            report = segment_videos(segmenter, [str(video)], Path(scratch) / key, VideoOptions(sinks=sinks))
-            row[key] = sum(report.segmented.values()) / report.seconds
+        for decoder in decoders:
+            suffix = "" if decoder == decoders[0] else "_cpu_decoder"
+            for key, sinks in (("labels_only_fps", SinkOptions(labels="none")),
+                               ("with_overlay_video_fps", SinkOptions(overlay=True, labels="none"))):
+                with GpuUtilization(device) as utilization:
+                    report = segment_videos(segmenter, [str(video)], Path(scratch) / f"{key}{suffix}",
+                                            VideoOptions(sinks=sinks, decoder=decoder))
+                row[key + suffix] = sum(report.segmented.values()) / report.seconds
+                row[key.replace("_fps", "") + suffix + "_gpu_utilization_percent"] = utilization.mean
+                row["decoders"][decoder] = next(iter(report.decoders.values()))
         jpegs = Path(scratch) / "jpegs"
         jpegs.mkdir()
         for index, frame in enumerate(frames):

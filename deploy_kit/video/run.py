@@ -1,5 +1,6 @@
 """Video sources through the segmenter: `VideoStream` (the Python API: every source read on its own
-thread, their frames interleaved into the segmenter's batches, a `FrameResult` per frame) and
+thread, video files decoded by NVDEC on the GPU when the segmenter runs there, their frames
+interleaved into the segmenter's batches, a `FrameResult` per frame) and
 `segment_videos` (`infer`: each frame's labels handed to its source's sink in order; Ctrl-C closes every
 sink, so the videos written so far play)."""
 
@@ -12,12 +13,15 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from ..errors import DeployKitError
+from ..errors import ConfigError, DeployKitError
 from ..files import error_line
 from ..images import label_overlay
 from ..segmenter import Segmenter
 from .sinks import SinkOptions, VideoSink
+from .nvdec import Nvdec, load_pynvvideocodec
 from .sources import SourceCounts, SourceReader, VideoFrame, interleaved, source_name
+
+VIDEO_DECODERS = ("auto", "cpu", "gpu")
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,7 @@ class VideoOptions:
     stride: int = 1  # --vid-stride: every Nth frame of a file (and of a live source)
     reconnect_timeout: float = 10.0  # seconds a live source may send nothing before it ends
     sinks: SinkOptions = SinkOptions()
+    decoder: str = "auto"  # video files: gpu = NVDEC, cpu = PyAV, auto = NVDEC where it takes the file
 
 
 @dataclass
@@ -37,6 +42,7 @@ class VideoReport:
     outputs: list[Path] = field(default_factory=list)
     seconds: float = 0.0
     latencies: list[tuple[float, float]] = field(default_factory=list)  # (frame arrival, seconds until its labels)
+    decoders: dict[str, str] = field(default_factory=dict)  # per source: NVDEC (GPU) or PyAV (CPU)
 
     @property
     def errors(self) -> list[str]:
@@ -66,7 +72,8 @@ def unique_names(sources: list[str]) -> list[str]:
 @dataclass(frozen=True)
 class FrameResult:
     """One frame's outcome: the frame (source name, index, time, image), its labels or its error, and
-    its overlay when asked for."""
+    its overlay (BGR pixels) when asked for. `frame.image` is BGR pixels when PyAV decoded the frame and
+    an `Nv12Frame` on the GPU when NVDEC did; the labels and overlay are the same either way."""
 
     frame: VideoFrame
     labels: np.ndarray | None = None
@@ -86,27 +93,68 @@ class VideoStream:
     each source declares. Leaving the iteration stops every reader."""
 
     def __init__(self, segmenter: Segmenter, sources: list[str], stride: int = 1, reconnect_timeout: float = 10.0,
-                 overlay: bool = False, on_event: Callable[[str], None] = lambda line: None) -> None:
+                 overlay: bool = False, on_event: Callable[[str], None] = lambda line: None,
+                 decoder: str = "auto") -> None:
         self.segmenter, self.overlay = segmenter, overlay
-        self.readers = [SourceReader(source, stride, reconnect_timeout, on_event, name=name)
+        self.nvdec = video_decoder(segmenter, decoder)
+        self.readers = [SourceReader(source, stride, reconnect_timeout, on_event, name=name, nvdec=self.nvdec,
+                                     require_nvdec=decoder == "gpu")
                         for source, name in zip(sources, unique_names(sources))]
         self.counts: dict[str, SourceCounts] = {reader.name: reader.counts for reader in self.readers}
 
     def fps(self, name: str) -> float | None:
         return next(reader.fps for reader in self.readers if reader.name == name)
 
+    @property
+    def decoders(self) -> dict[str, str]:
+        """What decodes each source (once it is open): NVDEC (GPU) or PyAV (CPU)."""
+        return {reader.name: reader.decoder for reader in self.readers}
+
     def __iter__(self) -> Iterator[FrameResult]:
+        pipeline = self.segmenter.pipeline
+        jpegs = pipeline.overlay_jpegs if pipeline is not None else False
         try:
+            if pipeline is not None:
+                pipeline.overlay_jpegs = False  # a video encoder takes the overlay's pixels
             # A live frame taken ahead of its turn waits there while newer ones arrive: one batch at a time.
             live = any(reader.live for reader in self.readers)
             for item in self.segmenter.stream(interleaved(self.readers), decode=lambda frame: frame.image,
+                                              overlay=self.overlay,
                                               read_ahead=self.segmenter.max_batch if live else None):
                 frame: VideoFrame = item.source
-                blended = label_overlay(frame.image, item.labels) if self.overlay and item.labels is not None else None
+                blended = item.overlay
+                if blended is None and self.overlay and item.labels is not None:  # the CPU path blends here
+                    assert isinstance(frame.image, np.ndarray)
+                    blended = label_overlay(frame.image, item.labels)
+                assert blended is None or isinstance(blended, np.ndarray)
                 yield FrameResult(frame, item.labels, item.error, blended)
         finally:
+            if pipeline is not None:
+                pipeline.overlay_jpegs = jpegs
             for reader in self.readers:
                 reader.stop()
+            if self.nvdec is not None:
+                self.nvdec.close()
+
+
+def video_decoder(segmenter: Segmenter, wanted: str) -> Nvdec | None:
+    """NVDEC for the segmenter's GPU, when `wanted` (auto, cpu, gpu) allows and it can run; a decoder the
+    user named is never replaced (ConfigError instead)."""
+    if wanted not in VIDEO_DECODERS:
+        raise ConfigError(f"unknown decoder {wanted!r}", hint=f"use one of {', '.join(VIDEO_DECODERS)}")
+    pipeline = segmenter.pipeline
+    if wanted == "cpu" or (wanted == "auto" and pipeline is None):
+        return None
+    if pipeline is None:
+        raise ConfigError(f"--decoder gpu needs a backend on the GPU; {segmenter.backend} runs on the CPU",
+                          hint="use --decoder auto or cpu")
+    try:
+        load_pynvvideocodec()
+    except ConfigError:
+        if wanted == "gpu":
+            raise
+        return None
+    return Nvdec(pipeline.context)
 
 
 def segment_videos(segmenter: Segmenter, sources: list[str], out: Path, options: VideoOptions,
@@ -114,7 +162,12 @@ def segment_videos(segmenter: Segmenter, sources: list[str], out: Path, options:
     """Segments every frame the sources give and writes each source's outputs under `out`."""
     report = VideoReport()
     started = time.perf_counter()
-    frames = VideoStream(segmenter, sources, options.stride, options.reconnect_timeout, on_event=on_event)
+    if options.sinks.background is not None and options.decoder == "gpu":
+        raise ConfigError("--background replaces pixels on the CPU, and --decoder gpu keeps frames on the GPU",
+                          hint="use --decoder auto (it decodes on the CPU with --background) or cpu")
+    decoder = "cpu" if options.sinks.background is not None else options.decoder
+    frames = VideoStream(segmenter, sources, options.stride, options.reconnect_timeout, options.sinks.overlay,
+                         on_event, decoder)
     report.counts = frames.counts
     sinks: dict[str, VideoSink] = {}
     try:
@@ -128,9 +181,10 @@ def segment_videos(segmenter: Segmenter, sources: list[str], out: Path, options:
             report.latencies.append((frame.arrived, time.monotonic() - frame.arrived))
             if frame.source not in sinks:
                 sinks[frame.source] = VideoSink(out, frame.source, options.sinks, frames.fps(frame.source))
-            sinks[frame.source].write(frame, result.labels)
+            sinks[frame.source].write(frame, result.labels, result.overlay)
             report.segmented[frame.source] = report.segmented.get(frame.source, 0) + 1
     finally:
+        report.decoders = frames.decoders
         for sink in sinks.values():
             sink.close()
             report.outputs += sink.paths

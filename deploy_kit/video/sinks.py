@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from ..errors import ConfigError
-from ..images import label_overlay, write_label_png
+from ..images import write_label_png
 from .sources import VideoFrame
 
 LABEL_OUTPUTS = ("png", "video", "none")
@@ -92,22 +92,26 @@ class VideoSink:
         self.out, self.name, self.options, self.fps = out, name, options, fps or options.fps
         self._writers: dict[str, _VideoWriter] = {}
 
-    def write(self, frame: VideoFrame, labels: np.ndarray) -> None:
-        image = frame.image
+    def write(self, frame: VideoFrame, labels: np.ndarray, overlay: np.ndarray | None = None) -> None:
+        """One frame's outputs; `overlay` (BGR) is required when the options ask for the overlay video."""
+        height, width = labels.shape
         if self.options.overlay:
-            self._writer("overlay", image).write(label_overlay(image, labels), frame.time)
+            assert overlay is not None, "the overlay video needs each frame's overlay"
+            self._writer("overlay", height, width).write(overlay, frame.time)
         if self.options.background is not None:
+            image = frame.image
+            assert isinstance(image, np.ndarray), "background replacement needs frames decoded on the CPU"
             background = np.broadcast_to(self.options.background, image.shape) if self.options.background.shape[:2] \
-                == (1, 1) else cv2.resize(self.options.background, (image.shape[1], image.shape[0]))
-            self._writer("background", image).write(np.where(labels[..., None] > 0, image, background), frame.time)
+                == (1, 1) else cv2.resize(self.options.background, (width, height))
+            self._writer("background", height, width).write(np.where(labels[..., None] > 0, image, background),
+                                                            frame.time)
         if self.options.labels == "png":
             write_label_png(self.out / self.name / f"{frame.index:06d}.png", labels)
         elif self.options.labels == "video":
-            self._writer("labels", image).write(labels, frame.time)
+            self._writer("labels", height, width).write(labels, frame.time)
 
-    def _writer(self, kind: str, image: np.ndarray) -> _VideoWriter:
+    def _writer(self, kind: str, height: int, width: int) -> _VideoWriter:
         if kind not in self._writers:
-            height, width = image.shape[:2]
             if kind == "labels":  # lossless: the class ids come back exactly
                 writer = _VideoWriter(self.out / f"{self.name}_labels.mkv", "ffv1", "gray", width, height, self.fps)
             else:  # 4:2:0 plays everywhere but needs even sides; odd-sized frames keep full chroma

@@ -1,5 +1,6 @@
 """Where video frames come from: files (every frame, in order, `stride` to take every Nth) and live
-sources (rtsp/rtmp/http(s) streams, MJPEG over HTTP, cameras), decoded by PyAV (FFmpeg) on the CPU.
+sources (rtsp/rtmp/http(s) streams, MJPEG over HTTP, cameras), decoded by PyAV (FFmpeg) on the CPU, or
+files by the GPU's NVDEC engines when an `Nvdec` is given (video/nvdec.py).
 
 Each source is read on a thread of its own into a bounded queue: a file's reader waits for the
 segmenter (no frame is lost); a live source's keeps only the newest frame (stale ones are dropped and
@@ -21,6 +22,9 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ..errors import SourceError
+from ..runtime.buffers import Nv12Frame
+from .colour import bgr24
+from .nvdec import Nvdec, VideoInfo
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".ts"}
 LIVE_SCHEMES = ("rtsp://", "rtmp://", "http://", "https://")
@@ -33,7 +37,7 @@ class VideoFrame:
     source: str
     index: int
     time: float
-    image: np.ndarray  # BGR uint8 HxWx3
+    image: np.ndarray | Nv12Frame  # BGR uint8 HxWx3 (PyAV), or NV12 on the GPU (NVDEC)
     arrived: float = 0.0  # time.monotonic() when it was decoded: where a live frame's latency starts
 
 
@@ -97,13 +101,14 @@ def frame_rate(container: Any) -> float | None:
     return float(rate) if rate else None
 
 
-def decoded_frames(container: Any) -> Iterator[tuple[float, np.ndarray]]:
+def decoded_frames(container: Any) -> Iterator[tuple[float | None, np.ndarray]]:
     """(time, BGR image) of every frame of the first video stream, as stored (a display rotation is not
-    applied); FFmpeg's errors (a corrupt or truncated stream) propagate."""
+    applied), converted with the stream's colour rules; FFmpeg's errors (a corrupt or truncated stream)
+    propagate."""
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"  # FFmpeg's frame threads: decoding overlaps the rest
     for frame in container.decode(stream):
-        yield float(frame.time) if frame.time is not None else 0.0, frame.to_ndarray(format="bgr24")
+        yield float(frame.time) if frame.time is not None else None, bgr24(frame)
 
 
 _END = object()
@@ -114,10 +119,12 @@ class SourceReader:
 
     def __init__(self, source: str, stride: int = 1, reconnect_timeout: float = 10.0,
                  on_event: Callable[[str], None] = lambda line: None, open_timeout: float = 10.0,
-                 name: str | None = None) -> None:
+                 name: str | None = None, nvdec: Nvdec | None = None, require_nvdec: bool = False) -> None:
         self.source, self.name, self.live = source, name or source_name(source), is_live(source)
         self.stride, self.reconnect_timeout, self.open_timeout = max(1, stride), reconnect_timeout, open_timeout
         self.on_event = on_event
+        self.nvdec, self.require_nvdec = nvdec, require_nvdec
+        self.decoder = "PyAV (CPU)"  # what decodes it, once open
         self.counts = SourceCounts()
         self.fps: float | None = None  # what the source declares, once open
         self._frames: queue.Queue[Any] = queue.Queue(maxsize=8)  # a file's read-ahead
@@ -170,23 +177,43 @@ class SourceReader:
 
         index = -1
         try:
-            with av.open(self.source, timeout=(self.open_timeout, self.open_timeout)) as container:
-                if not container.streams.video:
-                    raise SourceError("has no video stream", path=self.source, hint="give a video file")
-                self.fps = frame_rate(container)
-                for seconds, image in decoded_frames(container):
-                    index += 1
-                    self.counts.decoded += 1
-                    if index % self.stride == 0:
-                        self._put(VideoFrame(self.name, index, seconds, image, time.monotonic()))
-                    if self._stop.is_set():
-                        return
+            for seconds, image in self._file_frames():
+                index += 1
+                self.counts.decoded += 1
+                if seconds is None:  # no presentation time: its place at the declared rate
+                    seconds = index / (self.fps or 30.0)
+                if index % self.stride == 0:
+                    self._put(VideoFrame(self.name, index, seconds, image, time.monotonic()))
+                if self._stop.is_set():
+                    return
         except SourceError as exc:
             self._fail(exc.one_line())
         except (av.FFmpegError, OSError) as exc:
             what = "cannot open the video" if index < 0 else f"ended early after {index + 1} frames"
             self._fail(SourceError(what, path=self.source, note=_ffmpeg_note(exc),
                                    hint="check that the file is whole and a video FFmpeg decodes").one_line())
+
+    def _file_frames(self) -> Iterator[tuple[float | None, np.ndarray | Nv12Frame]]:
+        """A file's frames: by NVDEC where it takes the stream, else by PyAV."""
+        import av
+
+        with av.open(self.source, timeout=(self.open_timeout, self.open_timeout)) as container:
+            if not container.streams.video:
+                raise SourceError("has no video stream", path=self.source, hint="give a video file")
+            self.fps = frame_rate(container)
+            refusal = "no GPU video decoder" if self.nvdec is None else None
+            if self.nvdec is not None:
+                info = VideoInfo.of(container.streams.video[0])
+                refusal = info.nvdec_refusal()
+            if refusal is None:
+                self.decoder = "NVDEC (GPU)"
+            elif self.require_nvdec:
+                raise SourceError(f"--decoder gpu: {refusal}", path=self.source, hint="use --decoder auto or cpu")
+            else:
+                yield from decoded_frames(container)
+                return
+        assert self.nvdec is not None
+        yield from self.nvdec.frames(self.source, info)
 
     def _read_live(self) -> None:
         import av
