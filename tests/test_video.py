@@ -20,7 +20,7 @@ from deploy_kit.video.colour import bgr24
 
 from .conftest import require
 from .mjpeg import MjpegServer
-from .videos import write_test_videos
+from .videos import write_test_videos, write_video
 
 av = pytest.importorskip("av", reason="needs PyAV (pip install 'deploy-kit[video]')")
 
@@ -76,6 +76,23 @@ def test_stride_and_a_lossless_label_video(onnx_model, videos, tmp_path, capsys)
     with Segmenter(onnx_model, backend="onnxruntime-cpu") as segmenter:
         for index, label in zip((0, 3, 6, 9), grey):
             np.testing.assert_array_equal(label, segmenter.predict(frames[index])[0])  # class ids, exactly
+
+
+def test_a_rotated_phone_video_is_segmented_upright(onnx_model, tmp_path, capsys):
+    """A display matrix of 90 degrees (PyAV: counter-clockwise, as players turn it): labels and overlay
+    come out in the orientation players show, as portrait frames."""
+    video = tmp_path / "portrait.mp4"
+    write_video(video, "libx264", (362, 642), 4, rotation=90)
+    out = tmp_path / "out"
+    assert main(_infer(str(video), "--model", str(onnx_model), "--overlay", "-o", str(out))) == 0, capsys.readouterr()
+    stored, _ = _decoded(video)
+    with Segmenter(onnx_model, backend="onnxruntime-cpu") as segmenter:
+        for index, frame in enumerate(stored):
+            labels = np.asarray(Image.open(out / "portrait" / f"{index:06d}.png"))
+            assert labels.shape == (642, 362)
+            np.testing.assert_array_equal(labels, segmenter.predict(np.ascontiguousarray(np.rot90(frame)))[0])
+    with av.open(str(out / "portrait_overlay.mp4")) as container:
+        assert (container.streams.video[0].height, container.streams.video[0].width) == (642, 362)
 
 
 def test_a_truncated_file_and_a_missing_camera_fail_alone(onnx_model, videos, tmp_path, capsys):

@@ -134,6 +134,7 @@ def _run_videos(segmenter: Segmenter, sources: list[str], out: Path, args: argpa
     if importlib.util.find_spec("av") is None:
         raise ConfigError("video sources need PyAV", hint="pip install 'deploy-kit[video]'")
     from ..video.run import VideoOptions, segment_videos
+    from ..video.sinks import h264_encoder
 
     if args.vid_stride < 1:
         raise ConfigError(f"--vid-stride {args.vid_stride} is not a stride", hint="use 1 or more")
@@ -145,7 +146,8 @@ def _run_videos(segmenter: Segmenter, sources: list[str], out: Path, args: argpa
                            SinkOptions(overlay=args.overlay, labels=args.labels, background=background), args.decoder)
     report = segment_videos(segmenter, sources, out, options, on_event=lambda line: print(line, file=sys.stderr))
     decoders = ", ".join(f"{name}: {decoder}" for name, decoder in report.decoders.items())
-    print(report.summary() + f"; decoded by {decoders}; outputs in {out}/")
+    encoded = f"; videos encoded by {h264_encoder()}" if args.overlay or background is not None else ""
+    print(report.summary() + f"; decoded by {decoders}{encoded}; outputs in {out}/")
     return not report.errors and not any(report.failed.values())
 
 

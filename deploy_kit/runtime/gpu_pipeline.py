@@ -20,11 +20,12 @@ import numpy as np
 from ..backends.base import DeviceExecutor
 from ..cuda import CudaContext, CudaGraph, DeviceBuffer, Event, Stream
 from ..errors import ConfigError, DeployKitError
-from ..images import PALETTE_BGR, EncodedImage, decode_image
+from ..images import PALETTE_BGR, EncodedImage
 from ..paddleseg.preprocess import PreprocessSpec
 from ..paddleseg.slide import SlideWindow, boxes_in_strip, chunks, crop_boxes, strips
 from .buffers import Growable, Nv12Frame, PinnedPool, StagedImage, device_copy, packed_offsets, split_images, split_labels, upload
 from .cuda_kernels import PipelineKernels
+from .device_jpegs import decode_jpegs_into
 from ..gpu_jpeg import GpuJpegDecoder, GpuJpegEncoder, gpu_jpeg_decoder, gpu_jpeg_encoder
 from .stream import BatchOutputs, Overlay, same_size_runs
 
@@ -271,32 +272,14 @@ class GpuPipeline:
         e[DONE].record(self.stream)
 
     def _decode_jpegs(self, slot: _Slot, staged: list[Staged], offsets: list[int], images: DeviceBuffer) -> None:
-        """The batch's JPEGs decoded by the hardware decoder into `images` at their offsets, on the compute
-        stream; one it refuses is decoded on the CPU as `read_image` would, and one that fails there too
-        goes into `slot.failed`, the rest of the batch unharmed."""
+        """The batch's JPEGs decoded into `images` on the compute stream; one that fails goes into
+        `slot.failed`, the rest of the batch unharmed."""
         jpegs = [(k, s) for k, s in enumerate(staged) if isinstance(s, EncodedImage)]
-        if not jpegs:
-            return
-        assert self.jpeg_decoder is not None
-        decoded = self.jpeg_decoder.decode([s.data for _, s in jpegs], self.stream.ptr)
-        for stream in {image.stream for image in decoded if image is not None and image.stream}:
-            self.stream.wait_for_stream(stream)
-        for (k, jpeg), image in zip(jpegs, decoded):
-            if image is not None and (image.height, image.width) == (jpeg.height, jpeg.width):
-                self.stream.copy_device(images.ptr + offsets[k], image.ptr, jpeg.nbytes)
-                slot.keep.append(image)
-                continue
-            try:
-                fallback = StagedImage(decode_image(jpeg, jpeg.source), self.pool)
-            except DeployKitError as exc:
-                slot.failed[k] = exc
-                continue
-            if (fallback.height, fallback.width) != (jpeg.height, jpeg.width):  # cv2 applied an EXIF rotation
-                slot.failed[k] = ConfigError("the JPEG decodes to another size than its header says",
-                                             path=jpeg.source, hint="use --decoder cpu")
-                continue
-            self.stream.copy_to_device(images, fallback.block, fallback.nbytes, dst_offset=offsets[k])
-            slot.keep.append(fallback)
+        if jpegs:
+            assert self.jpeg_decoder is not None
+            keep, failed = decode_jpegs_into(self.jpeg_decoder, self.stream, self.pool, jpegs, offsets, images)
+            slot.keep += keep
+            slot.failed.update(failed)
 
     def _segment(self, e: list[Event], images_ptr: int, offsets: list[int], sizes: list[tuple[int, int]],
                  labels_ptr: int) -> int:

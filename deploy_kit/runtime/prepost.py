@@ -1,5 +1,7 @@
-"""The runtime's pre- and post-processing (and overlay) kernels on host arrays, apart from inference:
-for Triton's pre- and post-processing models, whose engine runs in another model (the tensorrt_plan one)."""
+"""The runtime's pre- and post-processing (and overlay) kernels apart from inference, for Triton's pre-
+and post-processing models, whose engine runs in another model (the tensorrt_plan one): on host arrays,
+or on the device (JPEG bytes decoded by the GPU's hardware decoder into a device tensor handed on by
+DLPack; scores taken from the device), so a batch never leaves the GPU between the models."""
 
 from __future__ import annotations
 
@@ -9,17 +11,22 @@ from typing import Sequence
 import numpy as np
 
 from ..cuda import CudaContext, DeviceBuffer, Stream
-from ..images import PALETTE_BGR
+from ..gpu_jpeg import GpuJpegDecoder, gpu_jpeg_decoder
+from ..images import PALETTE_BGR, EncodedImage
 from ..paddleseg.preprocess import PreprocessSpec
 from .buffers import Growable, PinnedPool, StagedImage, device_copy, packed_offsets, split_images, split_labels, upload
 from .cuda_kernels import PipelineKernels
+from .device_jpegs import decode_jpegs_into
+from .dlpack import BorrowedTensor, DeviceTensor
 
 
 class GpuPrePost:
     """PaddleSeg's preprocessing (images → NCHW input) and postprocessing (scores → labels at each
-    image's size) with the same kernels as the GPU pipeline; buffers are reused across calls."""
+    image's size) with the same kernels as the GPU pipeline; buffers are reused across calls.
+    `decode_jpegs`: JPEG bytes given as `EncodedImage`s are decoded by the GPU's hardware JPEG decoder
+    where it has one (`jpeg_decoder_note` says which decoder runs)."""
 
-    def __init__(self, device: int = 0) -> None:
+    def __init__(self, device: int = 0, decode_jpegs: bool = False) -> None:
         self.context = CudaContext(device)
         self._lock = threading.Lock()
         self.stream = Stream()
@@ -34,30 +41,54 @@ class GpuPrePost:
         self._scores, self._labels = Growable(), Growable()
         self._blended = Growable()
         self._palette: DeviceBuffer | None = None
+        self.jpeg_decoder: GpuJpegDecoder | None = None
+        self.jpeg_decoder_note = "JPEGs decoded on the CPU"
+        if decode_jpegs:
+            self.jpeg_decoder, self.jpeg_decoder_note = gpu_jpeg_decoder(device)
 
-    def preprocess(self, images: Sequence[np.ndarray], spec: PreprocessSpec, dtype: np.dtype) -> np.ndarray:
-        """The model input (N x 3 x H x W of `dtype`) for BGR uint8 images of any sizes, as `spec` says (a
-        dynamic-shape model's images share one size: theirs)."""
+    def preprocess(self, images: Sequence[np.ndarray | EncodedImage], spec: PreprocessSpec, dtype: np.dtype) -> np.ndarray:
+        """The model input (N x 3 x H x W of `dtype`) for BGR uint8 images of any sizes (or JPEGs, see the
+        class), as `spec` says (a dynamic-shape model's images share one size: theirs)."""
+        tensor = self.preprocess_on_device(images, spec, dtype)
+        try:
+            with self._lock:
+                self.context.make_current()
+                self._inputs.ensure(tensor.buffer.nbytes)
+                host = self._inputs.pinned_host()
+                self.stream.copy_to_host(host, tensor.buffer, tensor.buffer.nbytes)
+                self.stream.synchronize()
+                return host.view(tensor.dtype, tensor.shape).copy()
+        finally:
+            tensor.buffer.close()
+
+    def preprocess_on_device(self, images: Sequence[np.ndarray | EncodedImage], spec: PreprocessSpec,
+                             dtype: np.dtype) -> DeviceTensor:
+        """As `preprocess`, left in a device tensor of its own, finished (for DLPack consumers); the first
+        image that fails to decode raises its error."""
         height, width = spec.input_hw(images[0].shape[0], images[0].shape[1])
+        shape = (len(images), 3, height, width)
         with self._lock:
             self.context.make_current()
-            source, offsets, _staged = self._upload_images(images)
-            nbytes = len(images) * 3 * height * width * np.dtype(dtype).itemsize
-            target = self._inputs.ensure(nbytes)
-            self.kernels.preprocess_batch(self.stream, spec, source.ptr, offsets,
-                                          [(image.shape[0], image.shape[1]) for image in images], target.ptr, dtype)
-            self.stream.copy_to_host(self._inputs.pinned_host(), target, nbytes)
-            self.stream.synchronize()
-            return self._inputs.pinned_host().view(dtype, (len(images), 3, height, width)).copy()
+            target = DeviceBuffer(int(np.prod(shape)) * np.dtype(dtype).itemsize)
+            try:
+                source, offsets, _keep = self._stage_images(images)
+                self.kernels.preprocess_batch(self.stream, spec, source.ptr, offsets,
+                                              [(image.shape[0], image.shape[1]) for image in images], target.ptr, dtype)
+                self.stream.synchronize()
+            except BaseException:
+                target.close()
+                raise
+            return DeviceTensor(target, self.context, shape, np.dtype(dtype))
 
-    def postprocess(self, scores: np.ndarray, sizes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
-        """uint8 label maps at `sizes` from a batch of model outputs (N x classes x h x w, or int32 labels)."""
+    def postprocess(self, scores: np.ndarray | BorrowedTensor, sizes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
+        """uint8 label maps at `sizes` from a batch of model outputs (N x classes x h x w, or int32 labels),
+        in host memory or on this device."""
         PipelineKernels.check_output_dtype(scores.dtype)
         with self._lock:
             self.context.make_current()
-            device = self._scores.upload(scores, self.stream)
+            scores_ptr = scores.ptr if isinstance(scores, BorrowedTensor) else self._scores.upload(scores, self.stream).ptr
             labels = self._labels.ensure(sum(h * w for h, w in sizes))
-            total = self.kernels.postprocess_batch(self.stream, device.ptr, scores.dtype, scores.shape[1:], sizes,
+            total = self.kernels.postprocess_batch(self.stream, scores_ptr, scores.dtype, scores.shape[1:], sizes,
                                                    labels.ptr)
             self.stream.copy_to_host(self._labels.pinned_host(), labels, total)
             self.stream.synchronize()
@@ -70,7 +101,7 @@ class GpuPrePost:
             self.context.make_current()
             if self._palette is None:
                 self._palette = device_copy(PALETTE_BGR, self.stream)
-            source, offsets, _staged = self._upload_images(images)
+            source, offsets, _keep = self._stage_images(images)
             label_maps = self._labels.upload(
                 np.concatenate([np.ascontiguousarray(label, np.uint8).reshape(-1) for label in labels]), self.stream)
             nbytes = sum(image.nbytes for image in images)  # each overlay is its image's size
@@ -81,14 +112,26 @@ class GpuPrePost:
             self.stream.synchronize()
             return split_images(self._blended.pinned_host(), offsets, sizes)
 
-    def _upload_images(self, images: Sequence[np.ndarray]) -> tuple[DeviceBuffer, list[int], list[StagedImage]]:
-        """The images staged and queued into `_images` back to back: the device buffer, their offsets, and
-        the staged images, which the caller holds until the copies are done (their blocks go back then)."""
-        staged = [StagedImage(image, self._pool) for image in images]
-        source = self._images.ensure(sum(image.nbytes for image in staged))
-        offsets = packed_offsets([image.nbytes for image in staged])
-        upload(list(zip(staged, offsets)), source, self.stream)
-        return source, offsets, staged
+    def _stage_images(self, images: Sequence[np.ndarray | EncodedImage]) -> tuple[DeviceBuffer, list[int], list[object]]:
+        """The images queued into `_images` back to back (arrays through pinned blocks, JPEGs through the
+        hardware decoder): the device buffer, their offsets, and what the queued work reads from, which the
+        caller holds until the stream is past it. The first JPEG that fails to decode raises its error."""
+        sizes = [image.shape[0] * image.shape[1] * 3 for image in images]
+        source = self._images.ensure(sum(sizes))
+        offsets = packed_offsets(sizes)
+        staged = [(StagedImage(image, self._pool), offset) for image, offset in zip(images, offsets)
+                  if isinstance(image, np.ndarray)]
+        upload(staged, source, self.stream)
+        jpegs = [(k, image) for k, image in enumerate(images) if isinstance(image, EncodedImage)]
+        keep: list[object] = [image for image, _ in staged]
+        if jpegs:
+            assert self.jpeg_decoder is not None, "JPEG bytes are given only where the hardware decoder runs"
+            decoded, failed = decode_jpegs_into(self.jpeg_decoder, self.stream, self._pool, jpegs, offsets, source)
+            keep += decoded
+            if failed:
+                self.stream.synchronize()
+                raise failed[min(failed)]
+        return source, offsets, keep
 
     def close(self) -> None:
         with self._lock:

@@ -3,7 +3,9 @@
     <name>/              python backend: deploy-kit's whole runtime (TensorRT, ONNX Runtime CUDA or CPU)
     <name>_preprocess/   python backend: image bytes -> the engine's input, and the original H, W
     <name>_postprocess/  python backend: the engine's scores + H, W -> uint8 labels at the image's size
-                         (both run deploy-kit's GPU kernels on GPU instances, the CPU arithmetic with --cpu)
+                         (both run deploy-kit's GPU kernels on GPU instances, the CPU arithmetic with --cpu;
+                         on the GPU, JPEGs are decoded by its hardware JPEG decoder, the engine's input
+                         leaves as a device tensor by DLPack and its scores are read on the device)
     <name>_trt/          tensorrt_plan: the engine `convert` built with full TensorRT, per compute capability
     <name>_ensemble/     ensemble: preprocess -> tensorrt_plan -> postprocess
 
@@ -150,6 +152,11 @@ def _batching(options: RepositoryOptions) -> str:
             f"dynamic_batching {{ max_queue_delay_microseconds: {options.max_queue_delay_us} }}")
 
 
+# The python backend copies a GPU model's outputs (the engine's scores) to the host before a python model
+# sees them unless told otherwise: a GPU instance reads them where they are, by DLPack.
+_DEVICE_INPUTS = {"FORCE_CPU_ONLY_INPUT_TENSORS": "no"}
+
+
 def _parameters(**values: str) -> str:
     return "\n".join(f'parameters {{ key: "{k}" value {{ string_value: "{v}" }} }}' for k, v in values.items())
 
@@ -220,6 +227,7 @@ input [
 ]
 output [ {{ name: "{LABELS}" data_type: TYPE_UINT8 dims: [ -1, -1 ] }} ]
 {_instance_group(options)}
+{_parameters(**_DEVICE_INPUTS) if not options.cpu else ""}
 '''
 
 

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import DeployKitError, InputImageError
-from ..images import EncodedImage, decode_image
+from ..images import EncodedImage, decode_image, encoded_image, hardware_jpeg
 from ..paddleseg.preprocess import PreprocessSpec
 from ..runtime.prepost import GpuPrePost
 from ..segmenter import Segmenter
@@ -77,10 +77,18 @@ def request_items(inputs: Mapping[str, np.ndarray], max_pixels: int) -> list[byt
     raise InputImageError(f"the request has neither {IMAGE_BYTES} nor {IMAGE}")
 
 
-def request_images(inputs: Mapping[str, np.ndarray], max_pixels: int) -> list[np.ndarray]:
-    """The BGR uint8 images of one request, decoded on the CPU (a request may carry a batch)."""
-    return [raw if isinstance(raw, np.ndarray) else decode_image(raw, f"{IMAGE_BYTES}[{k}]", max_pixels)
-            for k, raw in enumerate(request_items(inputs, max_pixels))]
+def request_images(inputs: Mapping[str, np.ndarray], max_pixels: int,
+                   keep_jpegs: bool = False) -> list[np.ndarray | EncodedImage]:
+    """The images of one request (a request may carry a batch), decoded on the CPU; with `keep_jpegs`, the
+    JPEGs the GPU's hardware decoder takes are left encoded (their headers checked) for it."""
+    images: list[np.ndarray | EncodedImage] = []
+    for k, raw in enumerate(request_items(inputs, max_pixels)):
+        if isinstance(raw, np.ndarray):
+            images.append(raw)
+            continue
+        encoded = encoded_image(raw, f"{IMAGE_BYTES}[{k}]", max_pixels)
+        images.append(encoded if keep_jpegs and hardware_jpeg(encoded.data) else decode_image(encoded, encoded.source))
+    return images
 
 
 def _bytes(item: object) -> bytes:
@@ -96,15 +104,18 @@ def stacked_labels(labels: list[np.ndarray]) -> np.ndarray:
 
 def instance_kernels(args: Mapping[str, Any], spec: PreprocessSpec | None = None) -> GpuPrePost | None:
     """deploy-kit's pre/post-processing kernels on a GPU instance's device (Triton's `initialize` args;
-    `spec` for preprocessing); None on a CPU instance, or where the kernels cannot run there (said in
-    Triton's log): the CPU arithmetic then runs."""
+    `spec` for preprocessing, whose instance also decodes JPEGs with the GPU's hardware decoder); None on
+    a CPU instance, or where the kernels cannot run there (said in Triton's log): the CPU arithmetic then runs."""
     if args.get("model_instance_kind") != "GPU":
         return None
     if spec is not None and not spec.gpu_ready:
         log.warning("%s: deploy.yaml transforms without a GPU kernel; preprocessing on the CPU", args.get("model_name"))
         return None
     try:
-        return GpuPrePost(int(args.get("model_instance_device_id", 0)))
+        kernels = GpuPrePost(int(args.get("model_instance_device_id", 0)), decode_jpegs=spec is not None)
     except (ImportError, DeployKitError) as exc:
         log.warning("%s: CUDA cannot run the kernels here (%s); running on the CPU", args.get("model_name"), exc)
         return None
+    if spec is not None:
+        log.info("%s: %s", args.get("model_name"), kernels.jpeg_decoder_note)
+    return kernels

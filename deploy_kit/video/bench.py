@@ -1,7 +1,8 @@
 """The benchmark's video row (`deploy-kit benchmark --video FILE`): a file's frames decoded alone (PyAV
 on the CPU, and NVDEC on the GPU where the segmenter runs there), then segmented with labels only and
 with the overlay video for each decoder, next to `infer` on the same frames saved as JPEG files, all
-with the same segmenter, with the GPU's utilisation during each run."""
+with the same segmenter, with the GPU's utilisation during each run, and the overlay video's encoder
+alone."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 
 from ..benchmark import GpuUtilization
 from ..files import segment_files
@@ -18,8 +20,8 @@ from ..images import collect_inputs, plan_outputs
 from ..segmenter import Segmenter
 from .nvdec import VideoInfo
 from .run import VideoOptions, segment_videos, video_decoder
-from .sinks import SinkOptions
-from .sources import decoded_frames
+from .sinks import SinkOptions, VideoSink, h264_encoder
+from .sources import VideoFrame, decoded_frames
 
 
 def video_row(segmenter: Segmenter, video: Path, device: int = 0) -> dict[str, Any]:
@@ -54,6 +56,8 @@ def video_row(segmenter: Segmenter, video: Path, device: int = 0) -> dict[str, A
                 row[key + suffix] = sum(report.segmented.values()) / report.seconds
                 row[key.replace("_fps", "") + suffix + "_gpu_utilization_percent"] = utilization.mean
                 row["decoders"][decoder] = next(iter(report.decoders.values()))
+        row["overlay_encoder"] = h264_encoder()
+        row["encode_only_fps"] = _encode_only_fps(frames, Path(scratch) / "encode")
         jpegs = Path(scratch) / "jpegs"
         jpegs.mkdir()
         for index, frame in enumerate(frames):
@@ -63,3 +67,14 @@ def video_row(segmenter: Segmenter, video: Path, device: int = 0) -> dict[str, A
         row["same_frames_as_jpeg_files_img_per_s"] = len(files.written) / files.seconds
     row["labels_only_vs_jpeg_files"] = row["labels_only_fps"] / row["same_frames_as_jpeg_files_img_per_s"]
     return row
+
+
+def _encode_only_fps(frames: list[Any], out: Path) -> float:
+    """The overlay video's encoder alone, on the decoded frames (in host memory, as the sink gets them)."""
+    sink = VideoSink(out, "encoded", SinkOptions(overlay=True, labels="none"), fps=25.0)
+    labels = np.zeros(frames[0].shape[:2], np.uint8)
+    started = time.perf_counter()
+    for index, image in enumerate(frames):
+        sink.write(VideoFrame("encoded", index, index / 25.0, image), labels, image)
+    sink.close()
+    return len(frames) / (time.perf_counter() - started)

@@ -1,5 +1,5 @@
-"""What `infer` writes for each video source, under `-o out/`: `<name>_overlay.mp4` (H.264 with PyAV's
-libx264, the source's frame times, playable in browsers), `<name>_background.mp4` (a two-class model's
+"""What `infer` writes for each video source, under `-o out/`: `<name>_overlay.mp4` (H.264: the GPU's
+NVENC where it has one, else PyAV's libx264; the source's frame times, playable in browsers), `<name>_background.mp4` (a two-class model's
 foreground over a replacement background), and the label maps as palette PNGs (`<name>/000000.png`,
 named by frame index) or as one lossless grey video whose pixel values are class ids
 (`<name>_labels.mkv`, FFV1). Videos are written under a temporary name and renamed when closed, so an
@@ -7,6 +7,7 @@ interrupted run leaves whole, playable files (`close` runs on Ctrl-C too)."""
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -85,6 +86,28 @@ class _VideoWriter:
         os.replace(self._partial, self.path)
 
 
+@functools.cache
+def h264_encoder() -> str:
+    """FFmpeg's `h264_nvenc` where it opens (GPUs with an NVENC engine: RTX, L4, ...; not the H100, H200
+    or A100, and not Jetson, whose encoder FFmpeg's NVENC does not drive), else `libx264` on the CPU."""
+    import av
+
+    try:
+        context = av.CodecContext.create("h264_nvenc", "w")
+        assert isinstance(context, av.VideoCodecContext)
+        context.width, context.height, context.pix_fmt = 256, 256, "yuv420p"
+        context.time_base = Fraction(1, 25)
+        context.open()
+        context.encode(av.VideoFrame(256, 256, "yuv420p"))
+        context.encode(None)
+    except (av.FFmpegError, ValueError, OSError):  # no driver, no engine, or a build without it
+        return "libx264"
+    return "h264_nvenc"
+
+
+_H264_OPTIONS = {"libx264": {"crf": "20", "preset": "veryfast"}, "h264_nvenc": {"preset": "p4", "rc": "vbr", "cq": "20"}}
+
+
 class VideoSink:
     """The outputs of one source, opened with its first frame."""
 
@@ -114,10 +137,11 @@ class VideoSink:
         if kind not in self._writers:
             if kind == "labels":  # lossless: the class ids come back exactly
                 writer = _VideoWriter(self.out / f"{self.name}_labels.mkv", "ffv1", "gray", width, height, self.fps)
-            else:  # 4:2:0 plays everywhere but needs even sides; odd-sized frames keep full chroma
-                pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
-                writer = _VideoWriter(self.out / f"{self.name}_{kind}.mp4", "libx264", pix_fmt, width, height,
-                                      self.fps, {"crf": "20", "preset": "veryfast"})
+            else:  # 4:2:0 plays everywhere but needs even sides; odd-sized frames keep full chroma (libx264)
+                even = width % 2 == 0 and height % 2 == 0
+                codec = h264_encoder() if even else "libx264"
+                writer = _VideoWriter(self.out / f"{self.name}_{kind}.mp4", codec, "yuv420p" if even else "yuv444p",
+                                      width, height, self.fps, dict(_H264_OPTIONS[codec]))
             self._writers[kind] = writer
         return self._writers[kind]
 

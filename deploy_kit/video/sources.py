@@ -11,13 +11,14 @@ counted, so latency stays bounded), reconnects with backoff when the source drop
 from __future__ import annotations
 
 import collections
+import itertools
 import queue
 import re
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -102,13 +103,29 @@ def frame_rate(container: Any) -> float | None:
 
 
 def decoded_frames(container: Any) -> Iterator[tuple[float | None, np.ndarray]]:
-    """(time, BGR image) of every frame of the first video stream, as stored (a display rotation is not
-    applied), converted with the stream's colour rules; FFmpeg's errors (a corrupt or truncated stream)
-    propagate."""
+    """(time, BGR image) of every frame of the first video stream, converted with the stream's colour
+    rules and turned upright as players show it; FFmpeg's errors (a corrupt or truncated stream) propagate."""
+    return upright_images(_decode(container))
+
+
+def _decode(container: Any) -> Iterator[Any]:
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"  # FFmpeg's frame threads: decoding overlaps the rest
-    for frame in container.decode(stream):
-        yield float(frame.time) if frame.time is not None else None, bgr24(frame)
+    return container.decode(stream)
+
+
+def upright_images(frames: Iterable[Any]) -> Iterator[tuple[float | None, np.ndarray]]:
+    for frame in frames:
+        turns = display_turns(frame)
+        image = bgr24(frame)
+        yield (float(frame.time) if frame.time is not None else None,
+               np.ascontiguousarray(np.rot90(image, turns)) if turns else image)
+
+
+def display_turns(frame: Any) -> int:
+    """Quarter turns counter-clockwise that show a PyAV frame the way players do: its display matrix's
+    rotation (phones store portrait video as landscape frames with one; its flips are not applied)."""
+    return round(frame.rotation / 90) % 4
 
 
 _END = object()
@@ -201,19 +218,26 @@ class SourceReader:
             if not container.streams.video:
                 raise SourceError("has no video stream", path=self.source, hint="give a video file")
             self.fps = frame_rate(container)
-            refusal = "no GPU video decoder" if self.nvdec is None else None
-            if self.nvdec is not None:
-                info = VideoInfo.of(container.streams.video[0])
-                refusal = info.nvdec_refusal()
+            frames = _decode(container)
+            first = next(frames, None)  # its display rotation is the stream's: NVDEC's frames are not turned
+            info = VideoInfo.of(container.streams.video[0])
+            refusal = self._nvdec_refusal(info, first)
             if refusal is None:
                 self.decoder = "NVDEC (GPU)"
             elif self.require_nvdec:
                 raise SourceError(f"--decoder gpu: {refusal}", path=self.source, hint="use --decoder auto or cpu")
             else:
-                yield from decoded_frames(container)
+                yield from upright_images(itertools.chain([first] if first is not None else [], frames))
                 return
         assert self.nvdec is not None
         yield from self.nvdec.frames(self.source, info)
+
+    def _nvdec_refusal(self, info: VideoInfo, first: Any) -> str | None:
+        if self.nvdec is None:
+            return "no GPU video decoder"
+        if first is not None and display_turns(first):
+            return f"shown turned by {display_turns(first) * 90} degrees (NVDEC frames are not turned)"
+        return info.nvdec_refusal()
 
     def _read_live(self) -> None:
         import av

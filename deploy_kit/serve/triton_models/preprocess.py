@@ -1,6 +1,8 @@
 """PaddleSeg's preprocessing (deploy.yaml's transforms, as `convert` recorded them) as a Triton
 python-backend model: image bytes in, the engine's NCHW input and the image's original H, W out. A
-GPU instance runs deploy-kit's preprocessing kernel on its device; a CPU instance PaddleSeg's arithmetic."""
+GPU instance decodes JPEGs with the GPU's hardware JPEG decoder (other formats on the CPU), runs
+deploy-kit's preprocessing kernel on its device and hands the input on as a device tensor (DLPack), so
+the ensemble's engine reads it without a copy through the host; a CPU instance runs PaddleSeg's arithmetic."""
 
 from __future__ import annotations
 
@@ -26,24 +28,26 @@ class TritonPythonModel:
         self.dtype = np.dtype(parameters.get("input_dtype", "float32"))
         self.max_pixels = int(parameters.get("max_pixels", "64000000"))
         self.kernels = instance_kernels(args, self.spec)
+        self.decodes_jpegs = self.kernels is not None and self.kernels.jpeg_decoder is not None
 
     def execute(self, requests: list[Any]) -> list[Any]:
         responses = []
         for request in requests:
             try:
                 images = request_images({IMAGE_BYTES: pb_utils.get_input_tensor_by_name(request, IMAGE_BYTES).as_numpy()},
-                                        self.max_pixels)
-            except DeployKitError as exc:
+                                        self.max_pixels, keep_jpegs=self.decodes_jpegs)
+                tensor = self._preprocess(images)
+            except DeployKitError as exc:  # this request's alone: the others of the batch are answered
                 responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(exc.one_line())))
                 continue
-            if self.kernels is not None:
-                tensors = self.kernels.preprocess(images, self.spec, self.dtype)
-            else:
-                tensors = np.stack([preprocess_cpu(image, self.spec) for image in images]).astype(self.dtype)
             sizes = np.array([image.shape[:2] for image in images], np.int32)
-            responses.append(pb_utils.InferenceResponse(output_tensors=[
-                pb_utils.Tensor("input", tensors), pb_utils.Tensor("original_hw", sizes)]))
+            responses.append(pb_utils.InferenceResponse(output_tensors=[tensor, pb_utils.Tensor("original_hw", sizes)]))
         return responses
+
+    def _preprocess(self, images: list[Any]) -> Any:
+        if self.kernels is not None:
+            return pb_utils.Tensor.from_dlpack("input", self.kernels.preprocess_on_device(images, self.spec, self.dtype))
+        return pb_utils.Tensor("input", np.stack([preprocess_cpu(image, self.spec) for image in images]).astype(self.dtype))
 
     def finalize(self) -> None:
         if self.kernels is not None:
