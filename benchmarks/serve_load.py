@@ -4,7 +4,12 @@ times from its metrics endpoint. Writes one JSON file.
 
     python benchmarks/serve_load.py --model build/bench --images scenes/ [--concurrency 1,2,4,8,16,32,64]
         [--protocols http,grpc] [--seconds 10] [--instances 2] [--max-batch 8] [--decoder auto]
-        [--out benchmarks/results/serve-load.json]
+        [--server pytriton|repository] [--out benchmarks/results/serve-load.json]
+
+`--server pytriton` (default) measures `deploy-kit serve` (PyTriton: every instance a thread of one
+Python process); `--server repository` measures the repository `deploy-kit export-triton` writes, its
+`seg` model run by the tritonserver nvidia-pytriton bundles (every instance a python-backend process
+of its own).
 
 The server runs as a child process on 127.0.0.1 (free ports), is stopped by its PID at the end, and its
 output goes to a log beside the results. Clients are separate processes (one Python process cannot
@@ -23,6 +28,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -55,6 +61,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--decoder", default="auto")
     parser.add_argument("--clients", type=int, default=8, help="client processes (concurrency split among them)")
     parser.add_argument("--p99-ms", type=float, default=50.0)
+    parser.add_argument("--server", choices=("pytriton", "repository"), default="pytriton")
     parser.add_argument("--out", type=Path, default=Path("bench-results/serve-load.json"))
     return parser.parse_args()
 
@@ -72,12 +79,15 @@ def jpegs(folder: Path | None) -> list[bytes]:
 
 def start_server(args: argparse.Namespace, log: Path) -> tuple[subprocess.Popen, dict[str, int]]:
     http, grpc, metrics = free_ports()
-    command = [sys.executable, "-m", "deploy_kit", "serve", "--model", str(args.model), "--backend", args.backend,
-               "--decoder", args.decoder, "--address", "127.0.0.1", "--http-port", str(http), "--grpc-port", str(grpc),
-               "--metrics-port", str(metrics), "--instances", str(args.instances), "--max-batch", str(args.max_batch),
-               "--max-queue-delay-us", str(args.max_queue_delay_us)]
-    process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT,
-                               start_new_session=True)
+    if args.server == "repository":
+        process = _start_repository(args, log, (http, grpc, metrics))
+    else:
+        command = [sys.executable, "-m", "deploy_kit", "serve", "--model", str(args.model), "--backend", args.backend,
+                   "--decoder", args.decoder, "--address", "127.0.0.1", "--http-port", str(http), "--grpc-port",
+                   str(grpc), "--metrics-port", str(metrics), "--instances", str(args.instances), "--max-batch",
+                   str(args.max_batch), "--max-queue-delay-us", str(args.max_queue_delay_us)]
+        process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT,
+                                   start_new_session=True)
     deadline = time.monotonic() + 300
     while not _ready(http):
         if process.poll() is not None or time.monotonic() > deadline:
@@ -85,6 +95,20 @@ def start_server(args: argparse.Namespace, log: Path) -> tuple[subprocess.Popen,
             raise SystemExit(f"the server did not become ready; its log:\n{log.read_text()[-3000:]}")
         time.sleep(0.5)
     return process, {"http": http, "grpc": grpc, "metrics": metrics}
+
+
+def _start_repository(args: argparse.Namespace, log: Path, ports: tuple[int, int, int]) -> subprocess.Popen:
+    """The exported repository's `seg` model (its decoder and backend as the repository chooses: the GPU's
+    JPEG decoder and the best backend there) in the bundled tritonserver."""
+    from deploy_kit.cli import main as deploy_kit
+    from tests import tritonserver
+
+    scratch = Path(tempfile.mkdtemp(prefix="deploy-kit-serve-load-"))
+    if deploy_kit(["export-triton", "--model", str(args.model), "-o", str(scratch / "repo"), "--instances",
+                   str(args.instances), "--max-batch", str(args.max_batch), "--max-queue-delay-us",
+                   str(args.max_queue_delay_us), *(["--cpu"] if args.backend == "onnxruntime-cpu" else [])]) != 0:
+        raise SystemExit("export-triton failed")
+    return tritonserver.start(scratch / "repo", scratch, ports, ["seg"], log)
 
 
 def _ready(http: int) -> bool:
@@ -96,12 +120,13 @@ def _ready(http: int) -> bool:
 
 
 def stop_server(process: subprocess.Popen) -> None:
+    """SIGTERM to the server's process group (by its PID), SIGKILL if it does not stop in time."""
     if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
+        os.killpg(process.pid, signal.SIGTERM) if os.getpgid(process.pid) == process.pid else process.terminate()
         try:
             process.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            process.kill()
             process.wait(timeout=30)
 
 
@@ -215,7 +240,7 @@ def main() -> int:
 
     report = {"machine": machine_info(), "date": time.strftime("%Y-%m-%d"), "model": str(args.model),
               "images": f"{len(images)} JPEGs, {np.mean([len(i) for i in images]) / 1024:.0f} KB mean",
-              "server": {"instances": args.instances, "max_batch": args.max_batch,
+              "server": {"kind": args.server, "instances": args.instances, "max_batch": args.max_batch,
                          "max_queue_delay_us": args.max_queue_delay_us, "backend": args.backend,
                          "decoder": args.decoder},
               "rows": rows, "best_within_p99": max(within, key=lambda r: r["requests_per_s"]) if within else None,

@@ -29,7 +29,9 @@ def free_ports(count: int = 3) -> tuple[int, ...]:
     return ports
 
 
-def start(repository: Path, scratch: Path, ports: tuple[int, int, int], models: list[str]) -> subprocess.Popen:
+def start(repository: Path, scratch: Path, ports: tuple[int, int, int], models: list[str],
+          log: Path | None = None) -> subprocess.Popen:
+    """tritonserver on `repository`, its output in `log` (default: scratch/tritonserver.log)."""
     import pytriton
 
     server = Path(pytriton.__file__).parent / "tritonserver"
@@ -47,7 +49,7 @@ def start(repository: Path, scratch: Path, ports: tuple[int, int, int], models: 
                "--grpc-address=127.0.0.1", f"--grpc-port={grpc}", "--metrics-address=127.0.0.1",
                f"--metrics-port={metrics}", "--model-control-mode=explicit",
                *(f"--load-model={m}" for m in models), "--exit-timeout-secs=20"]
-    return subprocess.Popen(command, env=env, stdout=(scratch / "tritonserver.log").open("w"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(command, env=env, stdout=(log or scratch / "tritonserver.log").open("w"), stderr=subprocess.STDOUT)
 
 
 def wait_ready(process: subprocess.Popen, http: int, models: list[str], log: Path, seconds: float = 120) -> None:

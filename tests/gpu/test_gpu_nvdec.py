@@ -18,7 +18,7 @@ from deploy_kit.video.colour import frame_colour
 from deploy_kit.video.nvdec import Nvdec, VideoInfo
 from deploy_kit.video.run import VideoStream
 
-from ..videos import write_test_videos
+from ..videos import write_test_videos, write_video
 from ..yuv import bgr_of_nv12, nv12_of
 
 av = pytest.importorskip("av", reason="needs PyAV (pip install 'deploy-kit[video]')")
@@ -112,3 +112,11 @@ def test_cli_writes_the_overlay_video_and_a_truncated_file_fails_alone(gpu_model
         assert sum(1 for _ in container.decode(video=0)) == 24
     errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "truncated.mp4" in errors[0], captured.err
+
+
+def test_a_rotated_video_is_left_to_pyav_and_comes_out_upright(segmenter, tmp_path):
+    video = tmp_path / "portrait.mp4"
+    write_video(video, "libx264", (360, 640), 6, rotation=-90)
+    results, decoders = _labels(segmenter, [video], "auto")
+    assert decoders == {"portrait": "PyAV (CPU)"}  # NVDEC's frames would not be turned
+    assert all(labels.shape == (640, 360) for labels, _ in results.values())
