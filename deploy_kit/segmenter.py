@@ -188,6 +188,18 @@ class Segmenter:
         """The GPU pipeline (for benchmarks and tests), None on the CPU."""
         return self.session.pipeline if isinstance(self.session, GpuSession) else None
 
+    def warm_up(self) -> None:
+        """Runs every batch size up to `max_batch` once, so that serving never plans a session or captures
+        a CUDA graph under load: ONNX Runtime captures in CUDA's global mode, which a CUDA call of another
+        thread (a JPEG decode, another instance's batch) breaks, failing that batch (measured on the H200)."""
+        image = np.zeros((64, 64, 3), np.uint8)
+        for size in range(1, self.max_batch + 1):
+            self.predict([image] * size)
+
+    def describe(self) -> str:
+        """One line: the backend and the JPEG decoder, with why each was chosen."""
+        return f"{self.backend} ({self.choice.reason}); JPEGs: {self.decoder} ({self.decoder_reason})"
+
     def predict(self, images: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
         """A list of uint8 H x W label maps, one per BGR uint8 H x W x 3 image, each at its image's size:
         one array gives a list of one (`predict(image)[0]`), a sequence of N arrays a list of N. Anything

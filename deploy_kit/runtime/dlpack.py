@@ -41,14 +41,16 @@ _Deleter = ctypes.CFUNCTYPE(None, ctypes.POINTER(_ManagedTensor))
 _ManagedTensor._fields_ = [("dl_tensor", _Tensor), ("manager_ctx", ctypes.c_void_p), ("deleter", _Deleter)]
 
 _CAPSULE_NAME = b"dltensor"
-_CapsuleDestructor = ctypes.CFUNCTYPE(None, ctypes.py_object)
+# A capsule's destructor gets it with no references left: taken as a py_object, ctypes would count it
+# up and down again and destroy it a second time (a segfault, measured), so it is a bare pointer there.
+_CapsuleDestructor = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 _api = ctypes.pythonapi
 _api.PyCapsule_New.restype = ctypes.py_object
 _api.PyCapsule_New.argtypes = [ctypes.c_void_p, ctypes.c_char_p, _CapsuleDestructor]
 _api.PyCapsule_GetPointer.restype = ctypes.c_void_p
 _api.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
-_api.PyCapsule_IsValid.restype = ctypes.c_int
-_api.PyCapsule_IsValid.argtypes = [ctypes.py_object, ctypes.c_char_p]
+_raw_is_valid = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p)(("PyCapsule_IsValid", _api))
+_raw_get_pointer = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p)(("PyCapsule_GetPointer", _api))
 
 # Exported tensors, by their DLManagedTensor's address, until the consumer (or the unconsumed
 # capsule's destructor) calls the deleter: the device memory and the ctypes structures live until then.
@@ -93,8 +95,8 @@ def _free_exported(managed: Any) -> None:
 @_CapsuleDestructor
 def _destroy_unconsumed(capsule: Any) -> None:
     """A capsule nobody consumed (its name is still "dltensor") frees what it holds."""
-    if _api.PyCapsule_IsValid(capsule, _CAPSULE_NAME):
-        managed = ctypes.cast(_api.PyCapsule_GetPointer(capsule, _CAPSULE_NAME), ctypes.POINTER(_ManagedTensor))
+    if _raw_is_valid(capsule, _CAPSULE_NAME):
+        managed = ctypes.cast(_raw_get_pointer(capsule, _CAPSULE_NAME), ctypes.POINTER(_ManagedTensor))
         managed.contents.deleter(managed)
 
 

@@ -78,7 +78,8 @@ def warmed_up(options: ServeOptions, instance: int) -> Segmenter:
     device = options.devices[instance % len(options.devices)]
     segmenter = Segmenter(options.model, backend=options.backend, device=device,
                           max_batch=options.max_batch, decoder=options.decoder)
-    segmenter.predict(np.zeros((64, 64, 3), np.uint8))  # kernels compiled, sessions and graphs made
+    segmenter.warm_up()  # kernels compiled, sessions planned and graphs captured before any request
+    log.info("instance %d: %s", instance, segmenter.describe())
     return segmenter
 
 

@@ -65,6 +65,7 @@ def test_gpu_instances_answer_like_the_kernels_and_the_runtime(gpu, gpu_model, p
         code = tritonserver.stop(process)
     assert code == 0, log.read_text()[-3000:]
     assert "running on the CPU" not in log.read_text()  # every instance ran the kernels on the GPU
+    assert "JPEGs: gpu" in log.read_text()  # the runtime model's instance decodes on the hardware decoder
 
 
 def _a_corrupt_jpeg_fails_its_own_request_alone(http_port: int) -> None:

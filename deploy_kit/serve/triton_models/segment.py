@@ -25,6 +25,8 @@ class TritonPythonModel:
         self.segmenter = Segmenter(model, backend=parameters.get("backend", "auto") if on_gpu else "onnxruntime-cpu",
                                    device=int(args.get("model_instance_device_id", 0)) if on_gpu else 0,
                                    max_batch=max(1, int(config.get("max_batch_size", 1))))
+        self.segmenter.warm_up()  # see Segmenter.warm_up: nothing is captured under load
+        pb_utils.Logger.log_info(f"{args['model_instance_name']}: {self.segmenter.describe()}")
 
     def execute(self, requests: list[Any]) -> list[Any]:
         inputs = [{name: tensor.as_numpy() for name in (IMAGE_BYTES, IMAGE)
