@@ -59,3 +59,23 @@ def test_pyav_frames_convert_with_their_streams_rules(size, colorspace, full_ran
     assert (ours != standard).mean() < 0.01
     if matrix == "bt709":  # FFmpeg alone would have used BT.601: the rule changed the pixels
         assert np.abs(frame.to_ndarray(format="bgr24").astype(int) - ours).max() > 3
+
+
+def test_written_videos_say_which_matrix_made_them(tmp_path):
+    """An overlay mp4 of HD size with saturated colours reads back within 4 levels (H.264 is lossy, the
+    limited range quantizes): its stream is tagged with the matrix PyAV converted with (BT.601);
+    untagged, an HD stream is taken for BT.709 and the green of this red came back 15 levels off."""
+    from deploy_kit.video.sinks import SinkOptions, VideoSink
+    from deploy_kit.video.sources import VideoFrame
+
+    av = pytest.importorskip("av", reason="needs PyAV (pip install 'deploy-kit[video]')")
+    image = np.zeros((720, 1280, 3), np.uint8)
+    image[:, :640], image[:, 640:] = (40, 40, 220), (200, 60, 30)
+    sink = VideoSink(tmp_path, "flat", SinkOptions(overlay=True, labels="none"), fps=25)
+    for index in range(3):
+        sink.write(VideoFrame("flat", index, index / 25, image), np.zeros((720, 1280), np.uint8), image)
+    sink.close()
+    with av.open(str(tmp_path / "flat_overlay.mp4")) as container:
+        decoded = bgr24(next(container.decode(video=0)))
+    for column in (100, 1000):
+        assert np.abs(decoded[360, column].astype(int) - image[360, column]).max() <= 4

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import functools
 import queue
-import threading
+from concurrent import futures
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -119,7 +120,11 @@ class GpuPipeline:
         self._free: queue.Queue[_Slot] = queue.Queue()
         for slot in self._slots:
             self._free.put(slot)
-        self._enqueue_lock = threading.Lock()  # one batch's work is queued on the streams at a time
+        # Every batch is queued from one thread of the pipeline's own, whichever thread submits it: ONNX
+        # Runtime keeps a session's CUDA graph per calling thread and captures it in CUDA's global mode,
+        # so callers on many threads (a server's) would each capture again under load, where another
+        # thread's CUDA call breaks the capture. One thread also queues one batch at a time.
+        self._enqueuer = ThreadPoolExecutor(1, thread_name_prefix="deploy-kit-enqueue")
         self.palette = device_copy(PALETTE_BGR, stream)
         self.timing = False  # record every stage's events, for `times` (the benchmark's breakdown)
         self.times = StageTimes()
@@ -199,10 +204,11 @@ class GpuPipeline:
         if not 0 < len(staged) <= self.max_batch:
             raise ValueError(f"batch of {len(staged)} images; this pipeline takes 1..{self.max_batch}")
         slot = self._free.get()
+        queued = self._enqueuer.submit(self._enqueue, slot, list(staged), overlay)
         try:
-            with self._enqueue_lock:
-                self._enqueue(slot, list(staged), overlay)
+            queued.result()
         except BaseException:
+            futures.wait([queued])  # interrupted while it runs: it finishes before the slot is reused
             slot.release()
             self._free.put(slot)
             raise
@@ -360,6 +366,7 @@ class GpuPipeline:
         self._graphs[shape].launch(self.stream)
 
     def close(self) -> None:
+        self._enqueuer.shutdown(wait=True)
         self.context.make_current()
         self.stream.synchronize()  # batches still in flight finish before their buffers go
         self.copy_stream.synchronize()

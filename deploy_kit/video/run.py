@@ -116,11 +116,9 @@ class VideoStream:
         try:
             if pipeline is not None:
                 pipeline.overlay_jpegs = False  # a video encoder takes the overlay's pixels
-            # A live frame taken ahead of its turn waits there while newer ones arrive: one batch at a time.
-            live = any(reader.live for reader in self.readers)
+            live = sum(reader.live for reader in self.readers)
             for item in self.segmenter.stream(interleaved(self.readers), decode=lambda frame: frame.image,
-                                              overlay=self.overlay,
-                                              read_ahead=self.segmenter.max_batch if live else None):
+                                              overlay=self.overlay, live=len(self.readers) if live else 0):
                 frame: VideoFrame = item.source
                 blended = item.overlay
                 if blended is None and self.overlay and item.labels is not None:  # the CPU path blends here
