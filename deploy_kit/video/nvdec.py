@@ -60,7 +60,7 @@ def load_pynvvideocodec() -> Any:
         import PyNvVideoCodec
     except Exception as exc:  # not installed, or no libnvcuvid in the driver (no video capability)
         raise ConfigError(f"no NVDEC video decoding: PyNvVideoCodec does not load ({' '.join(str(exc).split())[:160]})",
-                          hint="pip install pynvvideocodec, and give the container the driver's video "
+                          hint="pip install 'deploy-kit[video]', and give the container the driver's video "
                           "capability (NVIDIA_DRIVER_CAPABILITIES=compute,utility,video); or use --decoder cpu")
     return PyNvVideoCodec
 
