@@ -13,13 +13,18 @@ from deploy_kit.paddleseg.preprocess import PreprocessSpec
 from deploy_kit.runtime import dlpack
 from deploy_kit.runtime.prepost import GpuPrePost
 
-torch = pytest.importorskip("torch", reason="needs PyTorch with CUDA (the other side of DLPack)")
 SPEC = PreprocessSpec(128, 256, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), True, (), True)
 
 
-def test_a_device_tensor_is_read_by_torch_in_place_and_freed_when_torch_lets_go(gpu, photos):
+@pytest.fixture
+def torch():  # type: ignore[no-untyped-def]
+    torch = pytest.importorskip("torch", reason="needs PyTorch with CUDA (the other side of DLPack)")
     if not torch.cuda.is_available():
         pytest.skip("needs PyTorch built with CUDA")
+    return torch
+
+
+def test_a_device_tensor_is_read_by_torch_in_place_and_freed_when_torch_lets_go(gpu, torch, photos):
     with GpuPrePost() as kernels:
         expected = kernels.preprocess(photos[:2], SPEC, np.dtype(np.float32))
         tensor = kernels.preprocess_on_device(photos[:2], SPEC, np.dtype(np.float32))
@@ -32,9 +37,7 @@ def test_a_device_tensor_is_read_by_torch_in_place_and_freed_when_torch_lets_go(
         assert not dlpack._exported  # torch called the deleter: the device memory went back
 
 
-def test_borrowed_torch_scores_give_what_host_scores_give(gpu):
-    if not torch.cuda.is_available():
-        pytest.skip("needs PyTorch built with CUDA")
+def test_borrowed_torch_scores_give_what_host_scores_give(gpu, torch):
     scores = np.random.default_rng(0).normal(0, 3, (2, 5, 64, 128)).astype(np.float32)
     on_gpu = torch.from_numpy(scores).cuda()
     torch.cuda.synchronize()
