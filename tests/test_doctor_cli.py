@@ -23,6 +23,9 @@ def test_doctor_without_gpu_reports_it_as_information_and_exits_0(capsys):
     assert not [c for c in checks if c["status"] in ("warning", "error")], checks
     assert code == 0
     assert any(c["name"] == "ONNX Runtime" and c["status"] == "ok" for c in checks)
+    video = {c["name"]: c["value"] for c in checks if c["name"].startswith("video")}
+    assert video == {"video decoder": "PyAV (FFmpeg) on the CPU: no GPU",  # what `infer video.mp4` uses here
+                     "video encoder": "libx264 on the CPU (no GPU)"}
 
 
 def test_doctor_table_keeps_whole_paths_and_brackets_in_a_narrow_terminal():

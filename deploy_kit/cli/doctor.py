@@ -33,9 +33,13 @@ def _engine_meta(folder: Path) -> tuple[dict[str, Any] | None, bool]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..video.capabilities import video_checks
+
     meta, onnx_present = _engine_meta(args.model) if args.model else (None, False)
-    checks = run_checks(read_machine(), meta, onnx_present,
+    readings = read_machine()
+    checks = run_checks(readings, meta, onnx_present,
                         f"deploy-kit convert MODEL -o {args.model} --force" if args.model else "")
+    checks += video_checks(bool(readings.gpus))
     if args.json:
         print(json.dumps([asdict(c) for c in checks], indent=2))
     else:

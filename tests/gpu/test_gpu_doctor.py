@@ -30,6 +30,9 @@ def test_real_readings(gpu, capsys):
     kind, why = readings.jpeg_decoder  # the probe decoded a JPEG on the GPU's hardware decoder, or says why not
     assert checks["JPEG decoder"]["value"] == f"--decoder auto picks {kind} with a GPU backend: {why}"
     assert kind == "gpu" or not readings.nvimgcodec or "no hardware JPEG decoder" in why
+    if "video decoder" in checks:  # with PyAV: NVDEC where PyNvVideoCodec loads, else why not and the fix
+        decoder = checks["video decoder"]
+        assert decoder["value"].startswith("files on the GPU's NVDEC") or decoder["fix"], decoder
     print(json.dumps(checks, indent=1))
 
 
