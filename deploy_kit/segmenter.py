@@ -192,11 +192,15 @@ class Segmenter:
         """Runs every batch size up to `max_batch`, so that serving never plans a session or captures a
         CUDA graph under load: ONNX Runtime captures in CUDA's global mode, which a CUDA call of another
         thread (a JPEG decode, another instance's batch) breaks, failing that batch (measured on the H200).
-        Largest first, since a buffer that grows drops the graphs captured on it; on the GPU each size
-        three times, since ONNX Runtime captures a session's graph on its third run."""
+        Largest first, since a buffer that grows drops the graphs captured on it; each size three times,
+        since ONNX Runtime captures a session's graph on its third run. On the CPU, one image: nothing
+        is captured there."""
         image = np.zeros((64, 64, 3), np.uint8)
+        if self.pipeline is None:
+            self.predict(image)
+            return
         for size in range(self.max_batch, 0, -1):
-            for _ in range(3 if self.pipeline is not None else 1):
+            for _ in range(3):
                 self.predict([image] * size)
 
     def describe(self) -> str:
