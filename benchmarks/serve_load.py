@@ -122,7 +122,10 @@ def _ready(http: int) -> bool:
 def stop_server(process: subprocess.Popen) -> None:
     """SIGTERM to the server's process group (by its PID), SIGKILL if it does not stop in time."""
     if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM) if os.getpgid(process.pid) == process.pid else process.terminate()
+        if os.getpgid(process.pid) == process.pid:  # `serve` in a session of its own: its whole group
+            os.killpg(process.pid, signal.SIGTERM)
+        else:
+            process.terminate()
         try:
             process.wait(timeout=60)
         except subprocess.TimeoutExpired:

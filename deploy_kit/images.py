@@ -166,6 +166,12 @@ def hardware_jpeg(data: bytes) -> bool:
 _EXIF_ORIENTATION = 0x0112
 
 
+def for_decoder(image: EncodedImage, gpu: bool) -> np.ndarray | EncodedImage:
+    """Checked image bytes as the decoder gets them: left encoded for the GPU's hardware JPEG decoder
+    when `gpu` and it takes them, else decoded on the CPU."""
+    return image if gpu and hardware_jpeg(image.data) else decode_image(image, image.source)
+
+
 def decode_image(data: bytes | EncodedImage, source: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """BGR uint8 HxWx3 of encoded image bytes (`source` names them in errors), as cv2.imread decodes:
     grayscale is expanded, alpha dropped, 16-bit scaled to 8-bit, CMYK JPEG converted."""

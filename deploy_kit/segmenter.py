@@ -30,7 +30,7 @@ from .backends.tensorrt.features import probe_tensorrt
 from .doctor import blocking_errors, fast_readings
 from .errors import ConfigError, EngineCompatibilityError, InputImageError
 from .fileio import cache_root, sha256_json
-from .images import DEFAULT_MAX_PIXELS, EncodedImage, decode_image, encoded_image, hardware_jpeg, read_encoded
+from .images import DEFAULT_MAX_PIXELS, EncodedImage, encoded_image, for_decoder, read_encoded
 from .machine import GpuInfo
 from .paddleseg.demo import restore_default_model
 from .paddleseg.preprocess import PreprocessSpec
@@ -45,6 +45,15 @@ DECODERS = ("auto", "cpu", "gpu")
 DECODER_HELP = ("where JPEGs and video files are decoded: gpu = the GPU's hardware JPEG decoder (nvImageCodec; "
                 "labels ≥ 99.99%% identical) and its NVDEC video engines (PyNvVideoCodec), cpu = OpenCV (bit-exact "
                 "with PaddleSeg) and PyAV, auto = gpu when the backend runs on a GPU that has them (default)")
+
+
+def check_decoder(wanted: str, backend: str, on_gpu: bool) -> None:
+    """ConfigError for a decoder (images or video) that is unknown, or `gpu` where the backend runs on the CPU."""
+    if wanted not in DECODERS:
+        raise ConfigError(f"unknown decoder {wanted!r}", hint=f"use one of {', '.join(DECODERS)}")
+    if wanted == "gpu" and not on_gpu:
+        raise ConfigError(f"--decoder gpu needs a backend on the GPU; {backend} runs on the CPU",
+                          hint="use --decoder auto or cpu")
 
 
 def resolve_model(model: Path, device: int = 0) -> Artifact:
@@ -125,14 +134,10 @@ class Segmenter:
 
     def _start_decoder(self, wanted: str) -> tuple[str, str]:
         """'gpu' or 'cpu', and why; a decoder the user named is never replaced (ConfigError instead)."""
-        if wanted not in DECODERS:
-            raise ConfigError(f"unknown decoder {wanted!r}", hint=f"use one of {', '.join(DECODERS)}")
+        check_decoder(wanted, self.backend, isinstance(self.session, GpuSession))
         if wanted == "cpu":
             return "cpu", "OpenCV, as asked (bit-exact with PaddleSeg)"
         if not isinstance(self.session, GpuSession):
-            if wanted == "gpu":
-                raise ConfigError(f"--decoder gpu needs a backend on the GPU; {self.backend} runs on the CPU",
-                                  hint="use --decoder auto or cpu")
             return "cpu", f"OpenCV: {self.backend} runs on the CPU"
         try:
             return "gpu", self.session.start_jpeg_decoder()
@@ -205,7 +210,7 @@ class Segmenter:
 
     def describe(self) -> str:
         """One line: the backend and the JPEG decoder, with why each was chosen."""
-        return f"{self.backend} ({self.choice.reason}); JPEGs: {self.decoder} ({self.decoder_reason})"
+        return f"backend: {self.backend} ({self.choice.reason}); JPEG decoder: {self.decoder} ({self.decoder_reason})"
 
     def predict(self, images: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
         """A list of uint8 H x W label maps, one per BGR uint8 H x W x 3 image, each at its image's size:
@@ -236,9 +241,7 @@ class Segmenter:
         return self.ingest(encoded_image(data, source, max_pixels))
 
     def ingest(self, image: EncodedImage) -> np.ndarray | EncodedImage:
-        if self.decoder == "gpu" and hardware_jpeg(image.data):
-            return image
-        return decode_image(image, image.source)
+        return for_decoder(image, self.decoder == "gpu")
 
     def stream(self, inputs: Iterable[Source], decode: Callable[[Source], Decoded] | None = None,
                workers: int | None = None, keep_images: bool = False, overlay: bool = False,

@@ -127,7 +127,8 @@ def _video_row(args: argparse.Namespace, backend: str) -> dict[str, Any]:
     print(f"video {args.video.name} ({row['frames']} frames {row['frame_hw'][1]}x{row['frame_hw'][0]}): decode "
           f"PyAV {row['decode_only_fps']:.1f} frames/s{nvdec}; decoded by {', '.join(row['decoders'].values())}: "
           f"labels only {row['labels_only_fps']:.1f}, with overlay video "
-          f"{row['with_overlay_video_fps']:.1f} ({row['overlay_encoder']} alone {row['encode_only_fps']:.1f}); the same frames as JPEG files "
+          f"{row['with_overlay_video_fps']:.1f} ({row['overlay_encoder']} alone {row['encode_only_fps']:.1f}); "
+          f"the same frames as JPEG files "
           f"{row['same_frames_as_jpeg_files_img_per_s']:.1f} img/s ({row['labels_only_vs_jpeg_files']:.2f}x)")
     return row
 

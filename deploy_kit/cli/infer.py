@@ -112,8 +112,7 @@ def _run_here(args: argparse.Namespace) -> int:
                        max_batch=args.batch, crop_size=parse_pair(args.crop_size, "--crop-size") if args.crop_size else None,
                        stride=parse_pair(args.stride, "--stride") if args.stride else None,
                        decoder=args.decoder if plans or args.decoder != "gpu" else "auto") as segmenter:
-            print(f"backend: {segmenter.backend} ({segmenter.choice.reason}); JPEG decoder: {segmenter.decoder} "
-                  f"({segmenter.decoder_reason})")
+            print(segmenter.describe())
             if plans:
                 with _progress(len(plans)) as progress:
                     task = progress.add_task("segment", total=len(plans), rate=0.0)

@@ -67,8 +67,7 @@ def run(args: argparse.Namespace) -> int:
                            args.max_queue_delay_us, args.instances, args.max_pixels, args.decoder, args.verbose)
 
     def ready(segmenter: Segmenter) -> None:
-        print(f"backend: {segmenter.backend} ({segmenter.choice.reason}); JPEG decoder: {segmenter.decoder} "
-              f"({segmenter.decoder_reason})")
+        print(segmenter.describe())
         print(f"serving {options.name} on http://{options.address}:{options.http_port} and grpc "
               f"{options.address}:{options.grpc_port}, metrics on :{options.metrics_port} "
               "(SIGTERM or Ctrl-C stops)" + ("" if options.verbose else f"; Triton's log: {options.triton_log}"),

@@ -49,36 +49,47 @@ class GpuPrePost:
     def preprocess(self, images: Sequence[np.ndarray | EncodedImage], spec: PreprocessSpec, dtype: np.dtype) -> np.ndarray:
         """The model input (N x 3 x H x W of `dtype`) for BGR uint8 images of any sizes (or JPEGs, see the
         class), as `spec` says (a dynamic-shape model's images share one size: theirs)."""
-        tensor = self.preprocess_on_device(images, spec, dtype)
-        try:
-            with self._lock:
-                self.context.make_current()
-                self._inputs.ensure(tensor.buffer.nbytes)
-                host = self._inputs.pinned_host()
-                self.stream.copy_to_host(host, tensor.buffer, tensor.buffer.nbytes)
-                self.stream.synchronize()
-                return host.view(tensor.dtype, tensor.shape).copy()
-        finally:
-            tensor.buffer.close()
+        shape = self._input_shape(images, spec)
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        with self._lock:
+            self.context.make_current()
+            target = self._inputs.ensure(nbytes)
+            keep = self._preprocess_into(images, spec, dtype, target)
+            self.stream.copy_to_host(self._inputs.pinned_host(), target, nbytes)
+            self.stream.synchronize()
+            del keep  # the stream is past what it read
+            return self._inputs.pinned_host().view(dtype, shape).copy()
 
     def preprocess_on_device(self, images: Sequence[np.ndarray | EncodedImage], spec: PreprocessSpec,
                              dtype: np.dtype) -> DeviceTensor:
-        """As `preprocess`, left in a device tensor of its own, finished (for DLPack consumers); the first
-        image that fails to decode raises its error."""
-        height, width = spec.input_hw(images[0].shape[0], images[0].shape[1])
-        shape = (len(images), 3, height, width)
+        """As `preprocess`, left in a device tensor of its own, finished (for DLPack consumers, who free
+        it); the first image that fails to decode raises its error."""
+        shape = self._input_shape(images, spec)
         with self._lock:
             self.context.make_current()
             target = DeviceBuffer(int(np.prod(shape)) * np.dtype(dtype).itemsize)
             try:
-                source, offsets, _keep = self._stage_images(images)
-                self.kernels.preprocess_batch(self.stream, spec, source.ptr, offsets,
-                                              [(image.shape[0], image.shape[1]) for image in images], target.ptr, dtype)
+                keep = self._preprocess_into(images, spec, dtype, target)
                 self.stream.synchronize()
+                del keep  # the stream is past what it read
             except BaseException:
                 target.close()
                 raise
             return DeviceTensor(target, self.context, shape, np.dtype(dtype))
+
+    @staticmethod
+    def _input_shape(images: Sequence[np.ndarray | EncodedImage], spec: PreprocessSpec) -> tuple[int, int, int, int]:
+        height, width = spec.input_hw(images[0].shape[0], images[0].shape[1])
+        return len(images), 3, height, width
+
+    def _preprocess_into(self, images: Sequence[np.ndarray | EncodedImage], spec: PreprocessSpec, dtype: np.dtype,
+                         target: DeviceBuffer) -> list[object]:
+        """The images staged and preprocessed into `target`, queued on the stream; what the queued work
+        reads from, which the caller holds until the stream is past it."""
+        source, offsets, keep = self._stage_images(images)
+        self.kernels.preprocess_batch(self.stream, spec, source.ptr, offsets,
+                                      [(image.shape[0], image.shape[1]) for image in images], target.ptr, dtype)
+        return keep
 
     def postprocess(self, scores: np.ndarray | BorrowedTensor, sizes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
         """uint8 label maps at `sizes` from a batch of model outputs (N x classes x h x w, or int32 labels),

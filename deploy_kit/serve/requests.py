@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import DeployKitError, InputImageError
-from ..images import EncodedImage, decode_image, encoded_image, hardware_jpeg
+from ..images import EncodedImage, encoded_image, for_decoder
 from ..paddleseg.preprocess import PreprocessSpec
 from ..runtime.prepost import GpuPrePost
 from ..segmenter import Segmenter
@@ -86,8 +86,7 @@ def request_images(inputs: Mapping[str, np.ndarray], max_pixels: int,
         if isinstance(raw, np.ndarray):
             images.append(raw)
             continue
-        encoded = encoded_image(raw, f"{IMAGE_BYTES}[{k}]", max_pixels)
-        images.append(encoded if keep_jpegs and hardware_jpeg(encoded.data) else decode_image(encoded, encoded.source))
+        images.append(for_decoder(encoded_image(raw, f"{IMAGE_BYTES}[{k}]", max_pixels), keep_jpegs))
     return images
 
 
@@ -112,10 +111,7 @@ def instance_kernels(args: Mapping[str, Any], spec: PreprocessSpec | None = None
         log.warning("%s: deploy.yaml transforms without a GPU kernel; preprocessing on the CPU", args.get("model_name"))
         return None
     try:
-        kernels = GpuPrePost(int(args.get("model_instance_device_id", 0)), decode_jpegs=spec is not None)
+        return GpuPrePost(int(args.get("model_instance_device_id", 0)), decode_jpegs=spec is not None)
     except (ImportError, DeployKitError) as exc:
         log.warning("%s: CUDA cannot run the kernels here (%s); running on the CPU", args.get("model_name"), exc)
         return None
-    if spec is not None:
-        log.info("%s: %s", args.get("model_name"), kernels.jpeg_decoder_note)
-    return kernels

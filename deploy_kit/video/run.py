@@ -16,13 +16,10 @@ import numpy as np
 from ..errors import ConfigError, DeployKitError
 from ..files import error_line
 from ..images import label_overlay
-from ..segmenter import Segmenter
+from ..segmenter import Segmenter, check_decoder
 from .sinks import SinkOptions, VideoSink
 from .nvdec import Nvdec, load_pynvvideocodec
 from .sources import SourceCounts, SourceReader, VideoFrame, interleaved, source_name
-
-VIDEO_DECODERS = ("auto", "cpu", "gpu")
-
 
 @dataclass(frozen=True)
 class VideoOptions:
@@ -138,14 +135,10 @@ class VideoStream:
 def video_decoder(segmenter: Segmenter, wanted: str) -> Nvdec | None:
     """NVDEC for the segmenter's GPU, when `wanted` (auto, cpu, gpu) allows and it can run; a decoder the
     user named is never replaced (ConfigError instead)."""
-    if wanted not in VIDEO_DECODERS:
-        raise ConfigError(f"unknown decoder {wanted!r}", hint=f"use one of {', '.join(VIDEO_DECODERS)}")
     pipeline = segmenter.pipeline
-    if wanted == "cpu" or (wanted == "auto" and pipeline is None):
+    check_decoder(wanted, segmenter.backend, pipeline is not None)
+    if wanted == "cpu" or pipeline is None:
         return None
-    if pipeline is None:
-        raise ConfigError(f"--decoder gpu needs a backend on the GPU; {segmenter.backend} runs on the CPU",
-                          hint="use --decoder auto or cpu")
     try:
         load_pynvvideocodec()
     except ConfigError:

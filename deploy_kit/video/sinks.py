@@ -1,9 +1,9 @@
 """What `infer` writes for each video source, under `-o out/`: `<name>_overlay.mp4` (H.264: the GPU's
-NVENC where it has one, else PyAV's libx264; the source's frame times, playable in browsers), `<name>_background.mp4` (a two-class model's
-foreground over a replacement background), and the label maps as palette PNGs (`<name>/000000.png`,
-named by frame index) or as one lossless grey video whose pixel values are class ids
-(`<name>_labels.mkv`, FFV1). Videos are written under a temporary name and renamed when closed, so an
-interrupted run leaves whole, playable files (`close` runs on Ctrl-C too)."""
+NVENC where it has one, else PyAV's libx264; the source's frame times, playable in browsers),
+`<name>_background.mp4` (a two-class model's foreground over a replacement background), and the label
+maps as palette PNGs (`<name>/000000.png`, named by frame index) or as one lossless grey video whose
+pixel values are class ids (`<name>_labels.mkv`, FFV1). Videos are written under a temporary name and
+renamed when closed, so an interrupted run leaves whole, playable files (`close` runs on Ctrl-C too)."""
 
 from __future__ import annotations
 

@@ -101,8 +101,8 @@ def _skip_unless_the_stub_has_the_gpu_stack(log: str) -> None:
     """Triton's python-backend stub runs an isolated interpreter (it ignores PYTHONPATH): it sees only
     what is installed in its Python's site-packages. Each instance logs its JPEG decoder (and the runtime
     model its backend); where they are not the GPU's, the stub lacks nvImageCodec or onnxruntime-gpu."""
-    lines = [line for line in log.splitlines() if "JPEGs:" in line]
+    lines = [line for line in log.splitlines() if "JPEG decoder:" in line]
     assert lines, log[-3000:]
-    on_cpu = [line for line in lines if "hardware JPEG decoder" not in line and "JPEGs: gpu" not in line]
+    on_cpu = [line for line in lines if "hardware JPEG decoder" not in line and "JPEG decoder: gpu" not in line]
     if on_cpu:
         pytest.skip(f"the python-backend stub's Python has no GPU JPEG decoder or CUDA ONNX Runtime: {on_cpu[0][-200:]}")

@@ -39,4 +39,3 @@ class TritonPythonModel:
     def finalize(self) -> None:
         if self.kernels is not None:
             self.kernels.close()
-

@@ -29,7 +29,7 @@ class TritonPythonModel:
         self.max_pixels = int(parameters.get("max_pixels", "64000000"))
         self.kernels = instance_kernels(args, self.spec)
         self.decodes_jpegs = self.kernels is not None and self.kernels.jpeg_decoder is not None
-        pb_utils.Logger.log_info(f"{args['model_instance_name']}: JPEGs: "
+        pb_utils.Logger.log_info(f"{args['model_instance_name']}: JPEG decoder: "
                                  + (self.kernels.jpeg_decoder_note if self.kernels is not None else "on the CPU"))
 
     def execute(self, requests: list[Any]) -> list[Any]:
