@@ -13,7 +13,7 @@ from deploy_kit.runtime.buffers import Colour
 from deploy_kit.synthetic import SceneSpec, generate_scene
 from deploy_kit.video.colour import bgr24, frame_colour, stream_colour
 
-from .yuv import bgr_of_nv12, nv12_of
+from .yuv import bgr_of_nv12, i420_of_bgr, nv12_of
 
 av = pytest.importorskip("av", reason="needs PyAV (pip install 'deploy-kit[video]')")
 
@@ -61,10 +61,21 @@ def test_pyav_frames_convert_with_their_streams_rules(size, colorspace, full_ran
         assert np.abs(frame.to_ndarray(format="bgr24").astype(int) - ours).max() > 3
 
 
-def test_written_videos_say_which_matrix_made_them(tmp_path):
+def test_the_gpus_i420_arithmetic_is_ffmpegs_bgr_to_yuv420p():
+    """overlay.cu's bgr_to_i420 (restated in tests/yuv.py) gives the planes FFmpeg's own conversion of
+    the overlay would (within a level): the video is tagged for that conversion either way."""
+    rng = np.random.default_rng(0)
+    image = np.repeat(np.repeat(rng.integers(0, 256, (45, 80, 3), dtype=np.uint8), 4, axis=0), 4, axis=1)
+    ffmpeg = av.VideoFrame.from_ndarray(image, format="bgr24").reformat(format="yuv420p").to_ndarray()
+    assert np.abs(ffmpeg.astype(int) - i420_of_bgr(image)).max() <= 1
+
+
+@pytest.mark.parametrize("given", ["bgr", "i420"])
+def test_written_videos_say_which_matrix_made_them(tmp_path, given):
     """An overlay mp4 of HD size with saturated colours reads back within 4 levels (H.264 is lossy, the
-    limited range quantizes): its stream is tagged with the matrix PyAV converted with (BT.601);
-    untagged, an HD stream is taken for BT.709 and the green of this red came back 15 levels off."""
+    limited range quantizes), given BGR (PyAV converts) or I420 planes (as the GPU converts): its stream is
+    tagged with the matrix of that conversion (BT.601); untagged, an HD stream is taken for BT.709 and
+    the green of this red came back 15 levels off."""
     from deploy_kit.video.sinks import SinkOptions, VideoSink
     from deploy_kit.video.sources import VideoFrame
 
@@ -73,7 +84,8 @@ def test_written_videos_say_which_matrix_made_them(tmp_path):
     image[:, :640], image[:, 640:] = (40, 40, 220), (200, 60, 30)
     sink = VideoSink(tmp_path, "flat", SinkOptions(overlay=True, labels="none"), fps=25)
     for index in range(3):
-        sink.write(VideoFrame("flat", index, index / 25, image), np.zeros((720, 1280), np.uint8), image)
+        overlay = image if given == "bgr" else i420_of_bgr(image)
+        sink.write(VideoFrame("flat", index, index / 25, image), np.zeros((720, 1280), np.uint8), overlay)
     sink.close()
     with av.open(str(tmp_path / "flat_overlay.mp4")) as container:
         decoded = bgr24(next(container.decode(video=0)))

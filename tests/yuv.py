@@ -44,3 +44,22 @@ def bgr_of_nv12(nv12: np.ndarray, colour: Colour) -> np.ndarray:
     bgr = np.stack([y + 2 * (1 - kb) * u, y - 2 * kb * (1 - kb) / kg * u - 2 * kr * (1 - kr) / kg * v,
                     y + 2 * (1 - kr) * v], axis=-1)
     return np.clip(np.rint(bgr), 0, 255).astype(np.uint8)
+
+
+def i420_of_bgr(bgr: np.ndarray) -> np.ndarray:
+    """I420 planes (h*3/2 x w) of an even-sized BGR image, BT.601 at limited range, chroma from each 2x2
+    block's mean colour: what runtime/kernels/overlay.cu's bgr_to_i420 computes, restated in float64."""
+    height, width = bgr.shape[:2]
+    b, g, r = (bgr[..., c].astype(np.float64) for c in range(3))
+
+    def luma(b, g, r):
+        return 0.114 * b + 0.587 * g + 0.299 * r
+
+    def block_mean(plane):
+        return plane.reshape(height // 2, 2, width // 2, 2).mean(axis=(1, 3))
+
+    mb, mg, mr = block_mean(b), block_mean(g), block_mean(r)
+    y = 16 + luma(b, g, r) * 219 / 255
+    u = 128 + (mb - luma(mb, mg, mr)) * 224 / 255 / 1.772
+    v = 128 + (mr - luma(mb, mg, mr)) * 224 / 255 / 1.402
+    return np.concatenate([y.ravel(), u.ravel(), v.ravel()]).round().astype(np.uint8).reshape(height * 3 // 2, width)

@@ -24,7 +24,7 @@ class Growable:
         self.host: PinnedBuffer | None = None
 
     def ensure(self, nbytes: int) -> DeviceBuffer:
-        if self.device is None or self.device.nbytes < nbytes:
+        if self.device is None or self.device.nbytes < nbytes or (self.pinned and self.host is None):
             self.close()
             self.device = DeviceBuffer(nbytes)
             self.host = PinnedBuffer(nbytes) if self.pinned else None
@@ -177,3 +177,11 @@ def split_images(host: PinnedBuffer, offsets: Sequence[int], sizes: Sequence[tup
     placed = list(zip(offsets, sizes))
     flat = host.view(np.uint8, (max(offset + 3 * h * w for offset, (h, w) in placed),))
     return [flat[offset:offset + 3 * h * w].reshape(h, w, 3).copy() for offset, (h, w) in placed]
+
+
+def split_i420(host: PinnedBuffer, sizes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
+    """Copies of the I420 images (h*3/2 x w uint8: Y, U, V planes) laid back to back in `host`."""
+    plane_bytes = [h * w * 3 // 2 for h, w in sizes]
+    flat = host.view(np.uint8, (sum(plane_bytes),))
+    return [flat[offset:offset + n].reshape(h * 3 // 2, w).copy()
+            for offset, n, (h, w) in zip(packed_offsets(plane_bytes), plane_bytes, sizes)]

@@ -120,6 +120,16 @@ class PipelineKernels:
             function.launch(_grid(w, h), BLOCK, stream, args)
             label_offset += h * w
 
+    def bgr_to_i420_batch(self, stream: Stream, bgr_ptr: int, offsets: Sequence[int], sizes: Sequence[tuple[int, int]],
+                          planes_ptr: int, plane_offsets: Sequence[int]) -> None:
+        """BGR images of even sides (at `offsets` from `bgr_ptr`) into I420 planes (BT.601, limited range)
+        at `plane_offsets` from `planes_ptr`, for a video encoder."""
+        function = self._overlay.function("bgr_to_i420")
+        for offset, (h, w), plane_offset in zip(offsets, sizes, plane_offsets):
+            args: list[KernelArg] = [(bgr_ptr + offset, ctypes.c_void_p), (h, ctypes.c_int), (w, ctypes.c_int),
+                                     (planes_ptr + plane_offset, ctypes.c_void_p)]
+            function.launch(_grid(w // 2, h // 2), BLOCK, stream, args)
+
     def nv12_to_bgr(self, stream: Stream, frame: Nv12Frame, out_ptr: int) -> None:
         """A decoded NV12 video frame into packed BGR uint8 at `out_ptr`, with its stream's colour rules."""
         args: list[KernelArg] = [(frame.block.ptr, ctypes.c_void_p), (frame.height, ctypes.c_int),

@@ -24,7 +24,8 @@ from ..errors import ConfigError, DeployKitError
 from ..images import PALETTE_BGR, EncodedImage
 from ..paddleseg.preprocess import PreprocessSpec
 from ..paddleseg.slide import SlideWindow, boxes_in_strip, chunks, crop_boxes, strips
-from .buffers import Growable, Nv12Frame, PinnedPool, StagedImage, device_copy, packed_offsets, split_images, split_labels, upload
+from .buffers import (Growable, Nv12Frame, PinnedPool, StagedImage, device_copy, packed_offsets, split_i420, split_images,
+                      split_labels, upload)
 from .cuda_kernels import PipelineKernels
 from .device_jpegs import decode_jpegs_into
 from ..gpu_jpeg import GpuJpegDecoder, GpuJpegEncoder, gpu_jpeg_decoder, gpu_jpeg_encoder
@@ -58,12 +59,14 @@ class _Slot:
         self.images = Growable(pinned=False)
         self.labels = Growable()
         self.overlays = Growable()
+        self.planes = Growable()  # the overlays as I420, for a video encoder
         self.events = [Event() for _ in range(8)]
         self.staged: list[Staged] = []  # the batch's images that are segmented (failed ones left out)
         self.offsets: list[int] = []  # of the staged images in `images` (and their overlays in `overlays`)
         self.failed: dict[int, DeployKitError] = {}  # by index in the batch submitted
         self.keep: list[Any] = []  # what the queued copies read from: decoded images, pinned fallbacks
         self.overlay = False
+        self.i420 = False  # the overlays come back as I420 planes
 
     def times(self) -> StageTimes:
         e = self.events
@@ -80,7 +83,7 @@ class _Slot:
     def close(self) -> None:
         for event in self.events:
             event.close()
-        for growable in (self.images, self.labels, self.overlays):
+        for growable in (self.images, self.labels, self.overlays, self.planes):
             growable.close()
         self.release()
 
@@ -93,8 +96,10 @@ class GpuPipeline:
     queues a batch on a free slot and returns at once, `result` waits for that batch's labels. With
     `jpeg_decoder` set, a batch may hold JPEG bytes (`EncodedImage`) instead: the hardware decoder
     decodes them on the compute stream, and one it refuses is decoded on the CPU (or fails alone).
-    Asked for overlays, a kernel blends the label colours over the uploaded images; nvImageCodec encodes
-    them as JPEGs on the GPU when it is installed, else their pixels come back for the CPU to encode."""
+    Asked for overlays, a kernel blends the label colours over the uploaded images; `overlay_format` says
+    what comes back: "jpeg" (nvImageCodec's JPEGs, encoded on the GPU, where it is installed; else BGR
+    pixels), "bgr", or "i420" (planes of h*3/2 x w for a video encoder, converted on the GPU: half the
+    bytes and no CPU conversion; BGR for a batch with an odd-sized image)."""
 
     def __init__(self, executor: DeviceExecutor, spec: PreprocessSpec, context: CudaContext, stream: Stream,
                  max_batch: int, cuda_graph: bool = False, in_flight: int = 3,
@@ -129,7 +134,7 @@ class GpuPipeline:
         self.timing = False  # record every stage's events, for `times` (the benchmark's breakdown)
         self.times = StageTimes()
         self.jpeg_decoder: GpuJpegDecoder | None = None
-        self.overlay_jpegs = True  # overlays as JPEGs when nvImageCodec encodes them; False: always pixels
+        self.overlay_format = "jpeg"
 
     def start_jpeg_decoder(self) -> str:
         """Starts the GPU's hardware JPEG decoder for batches of `EncodedImage`s; what it is, or a
@@ -231,10 +236,17 @@ class GpuPipeline:
     def _overlays(self, slot: _Slot) -> list[Overlay]:
         assert slot.overlays.device is not None
         sizes = [(s.height, s.width) for s in slot.staged]
-        if self.overlay_jpegs and self.jpeg is not None:
+        if slot.i420:
+            return list(split_i420(slot.planes.pinned_host(), sizes))
+        if self._jpeg_overlays:
+            assert self.jpeg is not None
             return [self.jpeg.encode(slot.overlays.device.ptr + offset, h, w)
                     for offset, (h, w) in zip(slot.offsets, sizes)]
         return list(split_images(slot.overlays.pinned_host(), slot.offsets, sizes))
+
+    @property
+    def _jpeg_overlays(self) -> bool:
+        return self.overlay_format == "jpeg" and self.jpeg is not None
 
     def _enqueue(self, slot: _Slot, staged: list[Staged], overlay: bool) -> None:
         self.context.make_current()  # the caller may be any thread: a server worker, a pipeline stage
@@ -341,12 +353,19 @@ class GpuPipeline:
 
     def _queue_overlays(self, slot: _Slot, images: DeviceBuffer, nbytes: int, labels: DeviceBuffer,
                         sizes: list[tuple[int, int]]) -> None:
-        """Overlays blended at the images' offsets (`nbytes`: their extent)."""
-        pixels = not (self.overlay_jpegs and self.jpeg is not None)
-        slot.overlays.pinned = pixels  # a pinned twin only when the pixels come back
+        """Overlays blended at the images' offsets (`nbytes`: their extent), and what of them comes back."""
+        slot.i420 = self.overlay_format == "i420" and all(h % 2 == 0 and w % 2 == 0 for h, w in sizes)
+        bgr_back = not (slot.i420 or self._jpeg_overlays)
+        slot.overlays.pinned = bgr_back  # a pinned twin only when the pixels come back
         blended = slot.overlays.ensure(nbytes)
         self.kernels.overlay_batch(self.stream, images.ptr, slot.offsets, labels.ptr, sizes, self.palette.ptr, blended.ptr)
-        if pixels:  # the CPU encodes them (OpenCV, or the video encoder)
+        if slot.i420:
+            plane_bytes = [h * w * 3 // 2 for h, w in sizes]
+            planes = slot.planes.ensure(sum(plane_bytes))
+            self.kernels.bgr_to_i420_batch(self.stream, blended.ptr, slot.offsets, sizes, planes.ptr,
+                                           packed_offsets(plane_bytes))
+            self.stream.copy_to_host(slot.planes.pinned_host(), planes, sum(plane_bytes))
+        elif bgr_back:  # the CPU encodes them (OpenCV, or the video encoder)
             self.stream.copy_to_host(slot.overlays.pinned_host(), blended, nbytes)
 
     def infer(self, shape: tuple[int, ...]) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import DeployKitError
 
 Source = TypeVar("Source")
-Overlay = bytes | np.ndarray  # an overlay blended on the GPU: its JPEG when the GPU encoded it, else BGR pixels
+Overlay = bytes | np.ndarray  # an overlay blended on the GPU: its JPEG when the GPU encoded it, else BGR pixels (or I420)
 
 
 @dataclass(frozen=True)

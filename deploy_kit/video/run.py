@@ -69,8 +69,9 @@ def unique_names(sources: list[str]) -> list[str]:
 @dataclass(frozen=True)
 class FrameResult:
     """One frame's outcome: the frame (source name, index, time, image), its labels or its error, and
-    its overlay (BGR pixels) when asked for. `frame.image` is BGR pixels when PyAV decoded the frame and
-    an `Nv12Frame` on the GPU when NVDEC did; the labels and overlay are the same either way."""
+    its overlay when asked for: BGR pixels, or with `overlay_format="i420"` I420 planes (h*3/2 x w, BT.601
+    limited range) where the GPU converted them (even-sized frames). `frame.image` is BGR pixels when PyAV
+    decoded the frame and an `Nv12Frame` on the GPU when NVDEC did; the labels are the same either way."""
 
     frame: VideoFrame
     labels: np.ndarray | None = None
@@ -87,12 +88,15 @@ class VideoStream:
                 ...  # result.frame.source, .index, .time; result.labels; result.overlay
 
     `counts` has each source's frames decoded and dropped (live, stale) and its error lines; `fps` what
-    each source declares. Leaving the iteration stops every reader."""
+    each source declares. Leaving the iteration stops every reader. `overlay_format="i420"` hands the
+    overlays to a video encoder as the GPU converted them (see FrameResult)."""
 
     def __init__(self, segmenter: Segmenter, sources: list[str], stride: int = 1, reconnect_timeout: float = 10.0,
                  overlay: bool = False, on_event: Callable[[str], None] = lambda line: None,
-                 decoder: str = "auto") -> None:
-        self.segmenter, self.overlay = segmenter, overlay
+                 decoder: str = "auto", overlay_format: str = "bgr") -> None:
+        if overlay_format not in ("bgr", "i420"):
+            raise ValueError(f"overlay_format {overlay_format!r}: bgr or i420")
+        self.segmenter, self.overlay, self.overlay_format = segmenter, overlay, overlay_format
         self.nvdec = video_decoder(segmenter, decoder)
         self.readers = [SourceReader(source, stride, reconnect_timeout, on_event, name=name, nvdec=self.nvdec,
                                      require_nvdec=decoder == "gpu")
@@ -109,10 +113,10 @@ class VideoStream:
 
     def __iter__(self) -> Iterator[FrameResult]:
         pipeline = self.segmenter.pipeline
-        jpegs = pipeline.overlay_jpegs if pipeline is not None else False
+        formerly = pipeline.overlay_format if pipeline is not None else ""
         try:
             if pipeline is not None:
-                pipeline.overlay_jpegs = False  # a video encoder takes the overlay's pixels
+                pipeline.overlay_format = self.overlay_format  # a video encoder takes pixels, not JPEGs
             live = sum(reader.live for reader in self.readers)
             for item in self.segmenter.stream(interleaved(self.readers), decode=lambda frame: frame.image,
                                               overlay=self.overlay, live=len(self.readers) if live else 0):
@@ -125,7 +129,7 @@ class VideoStream:
                 yield FrameResult(frame, item.labels, item.error, blended)
         finally:
             if pipeline is not None:
-                pipeline.overlay_jpegs = jpegs
+                pipeline.overlay_format = formerly
             for reader in self.readers:
                 reader.stop()
             if self.nvdec is not None:
@@ -158,7 +162,7 @@ def segment_videos(segmenter: Segmenter, sources: list[str], out: Path, options:
                           hint="use --decoder auto (it decodes on the CPU with --background) or cpu")
     decoder = "cpu" if options.sinks.background is not None else options.decoder
     frames = VideoStream(segmenter, sources, options.stride, options.reconnect_timeout, options.sinks.overlay,
-                         on_event, decoder)
+                         on_event, decoder, overlay_format="i420")
     report.counts = frames.counts
     sinks: dict[str, VideoSink] = {}
     try:

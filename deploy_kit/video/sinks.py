@@ -3,12 +3,15 @@ NVENC where it has one, else PyAV's libx264; the source's frame times, playable 
 `<name>_background.mp4` (a two-class model's foreground over a replacement background), and the label
 maps as palette PNGs (`<name>/000000.png`, named by frame index) or as one lossless grey video whose
 pixel values are class ids (`<name>_labels.mkv`, FFV1). Videos are written under a temporary name and
-renamed when closed, so an interrupted run leaves whole, playable files (`close` runs on Ctrl-C too)."""
+renamed when closed, so an interrupted run leaves whole, playable files (`close` runs on Ctrl-C too).
+Each source's outputs are written on a thread of its own, in frame order, so encoding overlaps inference."""
 
 from __future__ import annotations
 
 import functools
 import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -76,9 +79,12 @@ class _VideoWriter:
         self._last_pts = -1
 
     def write(self, image: np.ndarray, seconds: float) -> None:
+        """One frame: pixels in the stream's format (grey or BGR), or I420 planes (h*3/2 x w) for a
+        4:2:0 stream, which the encoder takes without a conversion."""
         import av
 
-        frame = av.VideoFrame.from_ndarray(image, format=self._format)
+        i420 = image.ndim == 2 and self._format != "gray"
+        frame = av.VideoFrame.from_ndarray(image, format="yuv420p" if i420 else self._format)
         frame.pts = max(self._last_pts + 1, round(seconds / _TIME_BASE))  # strictly increasing, as muxers need
         frame.time_base = _TIME_BASE
         self._last_pts = frame.pts
@@ -117,12 +123,22 @@ _H264_OPTIONS = {"libx264": {"crf": "20", "preset": "veryfast"}, "h264_nvenc": {
 class VideoSink:
     """The outputs of one source, opened with its first frame."""
 
+    _QUEUED = 8  # frames waiting for the writer thread: bounds memory (a 1080p frame's overlay is 3-6 MB)
+
     def __init__(self, out: Path, name: str, options: SinkOptions, fps: float | None) -> None:
         self.out, self.name, self.options, self.fps = out, name, options, fps or options.fps
         self._writers: dict[str, _VideoWriter] = {}
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"deploy-kit-sink-{name}")
+        self._queued: deque[Future[None]] = deque()
 
     def write(self, frame: VideoFrame, labels: np.ndarray, overlay: np.ndarray | None = None) -> None:
-        """One frame's outputs; `overlay` (BGR) is required when the options ask for the overlay video."""
+        """Queues one frame's outputs on the sink's thread; `overlay` (BGR, or I420 planes) is required
+        when the options ask for the overlay video. A write that failed raises here or at `close`."""
+        while len(self._queued) >= self._QUEUED or (self._queued and self._queued[0].done()):
+            self._queued.popleft().result()
+        self._queued.append(self._thread.submit(self._write, frame, labels, overlay))
+
+    def _write(self, frame: VideoFrame, labels: np.ndarray, overlay: np.ndarray | None) -> None:
         height, width = labels.shape
         if self.options.overlay:
             assert overlay is not None, "the overlay video needs each frame's overlay"
@@ -156,7 +172,13 @@ class VideoSink:
         return [writer.path for writer in self._writers.values()]
 
     def close(self) -> None:
-        for writer in self._writers.values():
-            writer.close()
-        self._writers = {}
+        """Finishes the queued frames and closes every video (also after a failed write)."""
+        try:
+            while self._queued:
+                self._queued.popleft().result()
+        finally:
+            self._thread.shutdown(wait=True)
+            for writer in self._writers.values():
+                writer.close()
+            self._writers = {}
 

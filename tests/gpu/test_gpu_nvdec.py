@@ -19,7 +19,7 @@ from deploy_kit.video.nvdec import Nvdec, VideoInfo
 from deploy_kit.video.run import VideoStream
 
 from ..videos import write_test_videos, write_video
-from ..yuv import bgr_of_nv12, nv12_of
+from ..yuv import bgr_of_nv12, i420_of_bgr, nv12_of
 
 av = pytest.importorskip("av", reason="needs PyAV (pip install 'deploy-kit[video]')")
 AGREEMENT = 0.9999
@@ -71,8 +71,9 @@ def test_nvdec_samples_equal_pyavs_and_convert_as_the_standard_says(segmenter, v
         nvdec.close()
 
 
-def _labels(segmenter: Segmenter, sources: list[Path], decoder: str) -> tuple[dict, dict]:
-    frames = VideoStream(segmenter, [str(s) for s in sources], overlay=True, decoder=decoder)
+def _labels(segmenter: Segmenter, sources: list[Path], decoder: str, overlay_format: str = "bgr") -> tuple[dict, dict]:
+    frames = VideoStream(segmenter, [str(s) for s in sources], overlay=True, decoder=decoder,
+                         overlay_format=overlay_format)
     results: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
     for result in frames:
         assert result.error is None, result.error
@@ -90,6 +91,18 @@ def test_labels_from_nvdec_frames_agree_with_the_cpu_path(segmenter, videos):
     for key in gpu:  # overlays blended on the GPU from the NVDEC frame, as pixels for the video encoder
         assert gpu[key][1].shape == (720, 1280, 3)
         assert np.abs(gpu[key][1].astype(int) - cpu[key][1]).mean() < 1.0
+
+
+def test_overlays_converted_to_i420_on_the_gpu_are_the_standard_planes(segmenter, videos):
+    """`overlay_format="i420"` (what `infer` hands the video encoder): each overlay comes back as I420
+    planes, within a level of the BT.601 limited-range planes of the same overlay as BGR."""
+    as_bgr, _ = _labels(segmenter, [videos["h264"]], "gpu")
+    as_planes, _ = _labels(segmenter, [videos["h264"]], "gpu", overlay_format="i420")
+    assert as_planes.keys() == as_bgr.keys()
+    for key, (labels, planes) in as_planes.items():
+        np.testing.assert_array_equal(labels, as_bgr[key][0])
+        assert planes.shape == (720 * 3 // 2, 1280)
+        assert np.abs(planes.astype(int) - i420_of_bgr(as_bgr[key][1])).max() <= 1
 
 
 def test_several_files_decode_at_once_each_in_its_own_session(segmenter, videos):
