@@ -272,7 +272,7 @@ class Segmenter:
         batch = min(self.max_batch, live) if live else self.max_batch
         items = stream(inputs, load_and_prepare, submit, batch, workers or default_workers(), keep_images,
                        1 if live else session.in_flight, (lambda p: p.image.shape[:2]) if same_size else None,
-                       batch if live else None)
+                       live=bool(live))
         return (StreamItem(i.source, i.labels, i.image.image if i.image is not None else None, i.error, i.overlay)
                 for i in items)
 

@@ -61,6 +61,25 @@ def test_read_ahead_is_bounded():
     items.close()
 
 
+def test_a_live_frame_is_segmented_without_waiting_for_the_next():
+    """A live source's iterator blocks until a frame arrives: each frame's labels come out while the
+    next frame has not arrived yet (the camera below sends frame k+1 only once frame k's labels are out)."""
+    yielded = threading.Event()
+
+    def camera():
+        for index in range(5):
+            yield index
+            assert yielded.wait(5), f"frame {index} was not segmented before frame {index + 1} arrived"
+            yielded.clear()
+
+    items = stream(camera(), lambda index: np.full((4, 4, 3), index, np.uint8),
+                   lambda images: lambda: BatchOutputs([im[:, :, 0] for im in images]), batch=1, workers=1, live=True)
+    for index, item in enumerate(items):
+        assert item.labels is not None and item.labels[0, 0] == index
+        yielded.set()
+    assert index == 4
+
+
 def test_batches_in_flight_are_collected_in_order_and_fail_alone():
     events: list[str] = []
 

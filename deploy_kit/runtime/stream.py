@@ -48,20 +48,20 @@ class StreamItem(Generic[Source]):
 
 def stream(sources: Iterable[Source], decode: Decode[Source], submit: Submit, batch: int, workers: int,
            keep_images: bool = False, in_flight: int = 1,
-           batch_key: Callable[[Any], Hashable] | None = None,
-           read_ahead: int | None = None) -> Iterator[StreamItem[Source]]:
+           batch_key: Callable[[Any], Hashable] | None = None, live: bool = False) -> Iterator[StreamItem[Source]]:
     """Decodes `sources` on `workers` threads ahead of `submit`, which gets batches of at most `batch`
     decoded images of one `batch_key` (a dynamic-shape model's batch is of one size), at most `in_flight`
-    of them not yet collected; yields every source's outcome in input order. `read_ahead` caps the
-    sources taken from `sources` before their turn (default: the next batches' worth). Stopping the iteration
-    (or Ctrl-C) cancels what was not started and waits for the
-    decodes and batches under way."""
+    of them not yet collected; yields every source's outcome in input order, taking the next batches'
+    worth of sources ahead. `live` (real-time sources, whose iterator blocks until a frame arrives): one
+    batch is taken at a time, and the next only after this one's outcomes are yielded, so no frame waits
+    for the arrival of the one after it (it did: a frame period of latency each, and at the end of a
+    stream the last frame waited for the source to end). Stopping the iteration (or Ctrl-C) cancels what
+    was not started and waits for the decodes and batches under way."""
     pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="deploy-kit-decode")
     pending: collections.deque[tuple[Source, Future[Any]]] = collections.deque()
     flying: collections.deque[tuple[list[StreamItem[Source]], Callable[[], BatchOutputs]]] = collections.deque()
     upcoming = iter(sources)
-    # decoded images held at most: the next batches' worth, or `read_ahead` (a live source: fewer, fresher)
-    window = read_ahead or (in_flight + 1) * batch + max(1, workers)
+    window = batch if live else (in_flight + 1) * batch + max(1, workers)  # sources taken at most
 
     def fill() -> None:
         while len(pending) < window:
@@ -74,10 +74,12 @@ def stream(sources: Iterable[Source], decode: Decode[Source], submit: Submit, ba
         fill()
         while pending or flying:
             if pending:
-                ready = _next_batch(pending, batch, fill, batch_key)
+                ready = _next_batch(pending, batch, (lambda: None) if live else fill, batch_key)
                 flying.append((ready, _submitted(ready, submit)))
             if len(flying) >= max(1, in_flight) or not pending:
                 yield from _collected(*flying.popleft(), keep_images)
+            if live:
+                fill()
     finally:
         for _, future in pending:
             future.cancel()
