@@ -31,13 +31,13 @@ from deploy_kit.cluster import READS_IN_FLIGHT  # noqa: E402
 
 class TouchBytes:
     """An actor that does what SegmentBatch does around the model: reads every input's bytes and returns
-    one (source, output, status, error, seconds) row per input."""
+    one (source, output, status, error, seconds, worker) row per input."""
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
         touched = [bytes(data)[-1:] for data in batch["bytes"]]  # SegmentBatch copies each input's bytes too
         paths = [str(path) for path in batch["path"]]
         return {"source": paths, "output": [p + ".png" for p in paths], "status": ["written"] * len(touched),
-                "error": [""] * len(paths), "seconds": [0.0] * len(paths)}
+                "error": [""] * len(paths), "seconds": [0.0] * len(paths), "worker": [""] * len(paths)}
 
 
 def run(files: list[str], batch: int, actors: int) -> float:

@@ -8,17 +8,19 @@ Sources and destination are local paths or any filesystem pyarrow knows (`s3://`
 layout, names never collide); Ray Data reads them as bytes (`read_binary_files`), and a pool of actors,
 each holding one `Segmenter` (one GPU each on GPU nodes), decodes, segments and writes each label PNG
 (and overlay) itself, atomically (temporary name and rename on a file system, one put on an object
-store), returning one small row per input. The driver writes those rows as the run's manifest (Parquet)
-beside the outputs. Ray retries the tasks of a worker or node that dies; a bad image is its own error
+store), returning one small row per input (with the actor that did it: host, process, backend and JPEG
+decoder). The driver writes those rows as the run's manifest (Parquet) beside the outputs. Ray retries the tasks of a worker or node that dies; a bad image is its own error
 row; a model that cannot be opened fails the run at once.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -34,7 +36,7 @@ from .segmenter import Segmenter, default_workers, resolve_model
 
 log = logging.getLogger(__name__)
 MANIFEST = "deploy-kit-manifest.parquet"
-_COLUMNS = ("source", "output", "status", "error", "seconds")
+_COLUMNS = ("source", "output", "status", "error", "seconds", "worker")
 UNUSABLE = "model-unusable"  # an actor's row status when it could not open the model
 
 
@@ -69,6 +71,7 @@ class ClusterReport:
     failed: list[str] = field(default_factory=list)  # one error line each
     seconds: float = 0.0
     manifest: str = ""
+    workers: list[str] = field(default_factory=list)  # each actor that wrote rows: host, pid, backend, decoder
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,8 @@ def segment_dataset(sources: list[str], dest: str, model: Path, options: Cluster
                     if row["status"] == UNUSABLE:  # stopping the iteration stops the run on every node
                         raise ModelOpenError(row["error"])
                     rows.append(row)
+                    if row["worker"] and row["worker"] not in report.workers:
+                        report.workers.append(row["worker"])
                     if row["status"] == "written":
                         report.written += 1
                     else:
@@ -244,6 +249,7 @@ class SegmentBatch:
         self.options = options
         self.target = Location.of(dest)
         self.error: str | None = None
+        self.worker = f"{socket.gethostname()} pid {os.getpid()}"
         # Threads that decode, and as many that encode and write: two on a one-CPU actor; on a GPU actor, as
         # `infer` has (one H200 actor with two decode threads and writes one at a time ran 51 img/s).
         self.threads = 2 if not ray.get_gpu_ids() else default_workers()
@@ -251,6 +257,7 @@ class SegmentBatch:
         try:
             self.segmenter: Segmenter | None = Segmenter(materialize(fetched["bundle"]), backend=options.backend,
                                                          max_batch=options.batch, decoder=options.decoder)
+            self.worker += f": {self.segmenter.describe()}"
         except Exception as exc:  # any failure: reported from __call__, so the run stops instead of restarting us
             self.segmenter = None
             self.error = exc.one_line() if isinstance(exc, DeployKitError) else f"{type(exc).__name__}: " + \
@@ -259,7 +266,7 @@ class SegmentBatch:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
         if self.segmenter is None:  # rows that tell the driver to stop (Ray replaces a raised error's type)
             line = f"a Ray actor could not open the model: {self.error}"
-            return _columns([(str(path), "", UNUSABLE, line, 0.0) for path in batch["path"]])
+            return _columns([(str(path), "", UNUSABLE, line, 0.0, self.worker) for path in batch["path"]])
         started = time.perf_counter()
         plans = [self.plans[str(path)] for path in batch["path"]]
         data = dict(zip((p.source for p in plans), batch["bytes"]))
@@ -269,7 +276,7 @@ class SegmentBatch:
                                  workers=self.threads, overlay=self.options.overlay)
         rows = list(self.writers.map(self._finish, items))  # in input order, written meanwhile
         seconds = (time.perf_counter() - started) / max(1, len(rows))
-        return _columns([(*row, seconds) for row in rows])
+        return _columns([(*row, seconds, self.worker) for row in rows])
 
     def _finish(self, item: Any) -> tuple[str, str, str, str]:
         plan: Planned = item.source
@@ -292,11 +299,11 @@ class SegmentBatch:
 
 
 def _row(plan: Planned, status: str) -> dict[str, Any]:
-    return {"source": plan.source, "output": plan.label, "status": status, "error": "", "seconds": 0.0}
+    return {"source": plan.source, "output": plan.label, "status": status, "error": "", "seconds": 0.0, "worker": ""}
 
 
 def _columns(rows: list[tuple[Any, ...]]) -> dict[str, list[Any]]:
-    """Rows of (source, output, status, error, seconds) as the columns an actor returns."""
+    """Rows of (source, output, status, error, seconds, worker) as the columns an actor returns."""
     return {name: [row[i] for row in rows] for i, name in enumerate(_COLUMNS)}
 
 
@@ -305,7 +312,7 @@ def _rows_of(batch: dict[str, np.ndarray]) -> list[dict[str, Any]]:
 
 
 def write_manifest(rows: list[dict[str, Any]], target: Location) -> str:
-    """One row per input (source, output, status, error, seconds) as Parquet beside the outputs."""
+    """One row per input (source, output, status, error, seconds, worker) as Parquet beside the outputs."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -85,6 +85,8 @@ def test_two_nodes_give_the_outputs_of_a_local_run(cluster_run):
     rows = _manifest(str(work / "manifest-full.parquet"))
     assert len(rows) == IMAGES + 1 and len({r["source"] for r in rows}) == IMAGES + 1
     assert [r["status"] for r in rows].count("written") == IMAGES
+    workers = {r["worker"] for r in rows}  # the actors that did the rows, named by host, process and backend
+    assert workers and all(" pid " in w and "backend: onnxruntime-cpu" in w for w in workers), workers
 
 
 def test_a_worker_killed_mid_run_changes_nothing(cluster_run):

@@ -167,6 +167,8 @@ def _run_on_ray(args: argparse.Namespace) -> int:
                              on_error=lambda line: print(f"error: {line}", file=sys.stderr))
     total = report.written + report.skipped + len(report.failed)
     rate = f" ({report.written / report.seconds:.1f} img/s)" if report.written else ""
+    for worker in report.workers:
+        print(f"Ray actor {worker}")
     print(f"{report.written}/{total} images segmented into {args.out}/ on Ray{rate}; {report.skipped} skipped "
           f"(their outputs existed); {len(report.failed)} failed; manifest {report.manifest}")
     return EXIT_OK if not report.failed else EXIT_SOME_FAILED

@@ -71,3 +71,6 @@ def test_one_gpu_actor_gives_the_outputs_of_a_local_infer(gpu, gpu_model, tmp_pa
     rows = pq.read_table(tmp_path / "ray" / MANIFEST).to_pylist()
     assert sorted(Path(row["source"]).name for row in rows) == sorted(p.name for p in images.iterdir())
     assert sum(row["status"] != "written" for row in rows) == 1
+    assert {row["worker"].split(": ", 1)[1] for row in rows} == {line.split(": ", 1)[1] for line in
+                                                                on_ray.stdout.splitlines() if line.startswith("Ray actor ")}
+    assert all("backend: onnxruntime-cuda" in row["worker"] for row in rows)
