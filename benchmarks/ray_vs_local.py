@@ -1,8 +1,8 @@
 """`infer --ray` against a local `infer` from the same files (issue #21's target: ≥ 0.8×), as a user runs
 them: each a whole `deploy-kit infer` process. Each runs on N and on 2N files; the difference, N / (wall(2N)
 - wall(N)), is the rate once running, with the fixed start (Python, Ray's processes, the actors, the
-model, cuDNN's search) cancelled out; the whole runs' rates are kept too. Files are copies of a few
-generated 1024x2048 JPEG street scenes. Writes one JSON file.
+model, cuDNN's search) cancelled out; the whole runs' rates are kept too. Files: the 24 generated
+1024x2048 JPEG street scenes of dynamic_shapes.py, repeated. Writes one JSON file.
 
     python benchmarks/ray_vs_local.py --model bench/ [--files 480] [--batch 8] [--actors 1:1]
         [--out benchmarks/results/ray-vs-local.json]
@@ -19,34 +19,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from deploy_kit.benchmark import machine_info  # noqa: E402
-from deploy_kit.synthetic import SceneSpec, generate_scene  # noqa: E402
-
-DISTINCT = 24
-
-
-def make_files(folder: Path, count: int) -> Path:
-    """`count` JPEG files, copies of DISTINCT generated 1024x2048 scenes (quality 90, ~400 KB)."""
-    scenes = folder / "scenes"
-    if not scenes.is_dir():
-        scenes.mkdir(parents=True)
-        for index in range(DISTINCT):
-            cv2.imwrite(str(scenes / f"{index:02d}.jpg"), generate_scene(7, index, SceneSpec(1024, 2048))[0],
-                        [cv2.IMWRITE_JPEG_QUALITY, 90])
-    files = folder / f"files{count}"
-    files.mkdir()
-    for index in range(count):
-        shutil.copyfile(scenes / f"{index % DISTINCT:02d}.jpg", files / f"{index:06d}.jpg")
-    return files
+from dynamic_shapes import FULL, write_jpegs  # noqa: E402  (this folder: the same 24 street scenes)
 
 
 def wall(arguments: list[str], out: Path) -> float:
-    """Seconds of one whole `deploy-kit infer` process; its outputs are checked, then removed."""
+    """Seconds of one whole `deploy-kit infer` process, which must succeed; its outputs are then removed."""
     started = time.perf_counter()
     run = subprocess.run([sys.executable, "-m", "deploy_kit", "infer", *arguments, "-o", str(out)],
                          capture_output=True, text=True, timeout=900)
@@ -72,7 +53,7 @@ def main() -> int:
     result: dict[str, object] = {"machine": machine_info(), "date": time.strftime("%Y-%m-%d"), "files": args.files,
                                  "batch": args.batch, "actors": args.actors, "model": args.model}
     with tempfile.TemporaryDirectory(prefix="deploy-kit-ray-vs-local-") as scratch:
-        folders = {n: make_files(Path(scratch), n) for n in (args.files, 2 * args.files)}
+        folders = {n: write_jpegs(Path(scratch) / f"files{n}", n, [FULL]) for n in (args.files, 2 * args.files)}
         for way, arguments in ways.items():
             seconds = {n: wall([str(folder), *arguments], Path(scratch) / f"out-{way}") for n, folder in folders.items()}
             more = seconds[2 * args.files] - seconds[args.files]

@@ -9,8 +9,9 @@ layout, names never collide); Ray Data reads them as bytes (`read_binary_files`)
 each holding one `Segmenter` (one GPU each on GPU nodes), decodes, segments and writes each label PNG
 (and overlay) itself, atomically (temporary name and rename on a file system, one put on an object
 store), returning one small row per input (with the actor that did it: host, process, backend and JPEG
-decoder). The driver writes those rows as the run's manifest (Parquet) beside the outputs. Ray retries the tasks of a worker or node that dies; a bad image is its own error
-row; a model that cannot be opened fails the run at once.
+decoder). The driver writes those rows as the run's manifest (Parquet) beside the outputs. Ray retries
+the tasks of a worker or node that dies; a bad image is its own error row; a model that cannot be opened
+fails the run at once.
 """
 
 from __future__ import annotations

@@ -163,7 +163,7 @@ def upload(placed: Sequence[tuple[StagedImage, int]], target: DeviceBuffer, stre
 
 
 def split_labels(host: PinnedBuffer, sizes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
-    """Copies of the label maps laid back to back in `host`."""
+    """Copies of the 2-D uint8 arrays of `sizes` (label maps; I420 frames, h*3/2 x w) laid back to back in `host`."""
     flat = host.view(np.uint8, (sum(h * w for h, w in sizes),))
     out, offset = [], 0
     for h, w in sizes:
@@ -177,11 +177,3 @@ def split_images(host: PinnedBuffer, offsets: Sequence[int], sizes: Sequence[tup
     placed = list(zip(offsets, sizes))
     flat = host.view(np.uint8, (max(offset + 3 * h * w for offset, (h, w) in placed),))
     return [flat[offset:offset + 3 * h * w].reshape(h, w, 3).copy() for offset, (h, w) in placed]
-
-
-def split_i420(host: PinnedBuffer, sizes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
-    """Copies of the I420 images (h*3/2 x w uint8: Y, U, V planes) laid back to back in `host`."""
-    plane_bytes = [h * w * 3 // 2 for h, w in sizes]
-    flat = host.view(np.uint8, (sum(plane_bytes),))
-    return [flat[offset:offset + n].reshape(h * 3 // 2, w).copy()
-            for offset, n, (h, w) in zip(packed_offsets(plane_bytes), plane_bytes, sizes)]

@@ -24,8 +24,7 @@ from ..errors import ConfigError, DeployKitError
 from ..images import PALETTE_BGR, EncodedImage
 from ..paddleseg.preprocess import PreprocessSpec
 from ..paddleseg.slide import SlideWindow, boxes_in_strip, chunks, crop_boxes, strips
-from .buffers import (Growable, Nv12Frame, PinnedPool, StagedImage, device_copy, packed_offsets, split_i420, split_images,
-                      split_labels, upload)
+from .buffers import Growable, Nv12Frame, PinnedPool, StagedImage, device_copy, packed_offsets, split_images, split_labels, upload
 from .cuda_kernels import PipelineKernels
 from .device_jpegs import decode_jpegs_into
 from ..gpu_jpeg import GpuJpegDecoder, GpuJpegEncoder, gpu_jpeg_decoder, gpu_jpeg_encoder
@@ -237,7 +236,7 @@ class GpuPipeline:
         assert slot.overlays.device is not None
         sizes = [(s.height, s.width) for s in slot.staged]
         if slot.i420:
-            return list(split_i420(slot.planes.pinned_host(), sizes))
+            return list(split_labels(slot.planes.pinned_host(), [(h * 3 // 2, w) for h, w in sizes]))
         if self._jpeg_overlays:
             assert self.jpeg is not None
             return [self.jpeg.encode(slot.overlays.device.ptr + offset, h, w)
