@@ -28,7 +28,7 @@ from typing import Any
 
 import psutil
 
-from deploy_kit.cluster import ClusterOptions, ClusterReport, segment_dataset
+from deploy_kit.cluster import ClusterOptions, ClusterReport, rows_for, segment_dataset
 
 DEADLINE_S = 240
 
@@ -157,7 +157,7 @@ def bench(work: Path, model: Path, options: ClusterOptions) -> dict[str, Any]:
                                  ClusterOptions(**{**asdict(options), "min_workers": actors, "max_workers": actors}))
         wall = time.perf_counter() - started
         compute = sum(pq.read_table(report.manifest).column("seconds").to_pylist())
-        batches = -(-images // options.rows_per_batch)
+        batches = -(-images // rows_for(options))
         runs[f"{actors}_actor"] = {"images": report.written, "seconds": wall, "images_per_s": report.written / wall,
                                    "actor_compute_seconds": compute, "batches": batches,
                                    "ray_ms_per_batch": 1000 * (wall - compute / actors) / batches}

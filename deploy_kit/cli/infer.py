@@ -159,7 +159,7 @@ def _run_on_ray(args: argparse.Namespace) -> int:
 
     low, high = _actor_range(args.actors)
     options = ClusterOptions(address=None if args.ray == "local" else args.ray, backend=args.backend,
-                             batch=args.batch, rows_per_batch=max(16, 4 * args.batch),
+                             batch=args.batch,
                              gpus_per_worker=args.gpus_per_worker, min_workers=low, max_workers=high,
                              overlay=args.overlay, skip_existing=args.skip_existing, max_pixels=args.max_pixels,
                              decoder=args.decoder)
