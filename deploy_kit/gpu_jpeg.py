@@ -71,7 +71,7 @@ class GpuJpegDecoder:
         """Each JPEG decoded in device memory, after the work queued so far on `stream_ptr`; None where the
         decoder refused it (the caller decodes those on the CPU). A reader waits for its `stream` first:
         the decoder writes on streams of its own (measured: a copy queued on `stream_ptr` right after
-        this call read the image half-written)."""
+        this call read the image half-written). The call blocks until `stream_ptr`'s earlier work is done."""
         streams = [self._codec.CodeStream(data) for data in jpegs]
         images = self._decoder.decode(streams, params=self._params, cuda_stream=stream_ptr)
         return [_decoded(image) if image is not None else None for image in images]

@@ -13,15 +13,19 @@ from .buffers import PinnedPool, StagedImage
 
 
 def decode_jpegs_into(decoder: GpuJpegDecoder, stream: Stream, pool: PinnedPool, jpegs: Sequence[tuple[int, EncodedImage]],
-                      offsets: Sequence[int], images: DeviceBuffer) -> tuple[list[Any], dict[int, DeployKitError]]:
+                      offsets: Sequence[int], images: DeviceBuffer,
+                      decode_stream: Stream | None = None) -> tuple[list[Any], dict[int, DeployKitError]]:
     """The (index, JPEG) pairs decoded by the hardware decoder into `images` at `offsets[index]`, queued on
     `stream`; one it refuses is decoded on the CPU as `read_image` would. Returns what the queued copies
-    read from (hold it until `stream` is past them) and the errors of those that fail there too, by index."""
+    read from (hold it until `stream` is past them) and the errors of those that fail there too, by index.
+    `decode_stream`: where the decoder starts, when not after the work queued so far on `stream`."""
     keep: list[Any] = []
     failed: dict[int, DeployKitError] = {}
     if not jpegs:
         return keep, failed
-    decoded = decoder.decode([jpeg.data for _, jpeg in jpegs], stream.ptr)
+    decoded = decoder.decode([jpeg.data for _, jpeg in jpegs], (decode_stream or stream).ptr)
+    if decode_stream is not None:
+        stream.wait_for_stream(decode_stream.ptr)
     for other in {image.stream for image in decoded if image is not None and image.stream}:
         stream.wait_for_stream(other)
     for (k, jpeg), image in zip(jpegs, decoded):
