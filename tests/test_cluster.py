@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from deploy_kit.cli import main
+from deploy_kit.cluster import ClusterOptions, rows_for
 from deploy_kit.synthetic import SceneSpec, generate_scene
 
 from .conftest import infer_cpu, require
@@ -150,3 +151,13 @@ def test_a_model_that_cannot_open_fails_the_run_fast(tmp_path, onnx_model, capsy
     errors = [line for line in run.stderr.splitlines() if line.startswith("error: ")]
     assert run.returncode == 2, run.stderr[-3000:]
     assert len(errors) == 1 and "could not open the model" in errors[0], run.stderr[-3000:]
+
+
+def test_gpu_actors_take_longer_calls_than_cpu_actors():
+    """A call ends by draining the segmenter's batches in flight: GPU actors take 16 batches a call,
+    CPU actors 4 (a retried call redoes fewer images); an explicit size is kept."""
+    assert rows_for(ClusterOptions(batch=8, gpus_per_worker=1.0)) == 128
+    assert rows_for(ClusterOptions(batch=4, gpus_per_worker=0.5)) == 64
+    assert rows_for(ClusterOptions(batch=8, gpus_per_worker=0)) == 32
+    assert rows_for(ClusterOptions(batch=2, gpus_per_worker=0)) == 16
+    assert rows_for(ClusterOptions(batch=8, rows_per_batch=24, gpus_per_worker=1.0)) == 24
