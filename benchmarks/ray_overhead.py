@@ -48,7 +48,8 @@ def run(files: list[str], batch: int, actors: int) -> float:
     dataset = ray.data.read_binary_files(files, include_paths=True, num_cpus=0, concurrency=READS_IN_FLIGHT,
                                          override_num_blocks=-(-len(files) // batch))
     rows = dataset.map_batches(TouchBytes, batch_size=batch, batch_format="numpy",
-                               compute=ray.data.ActorPoolStrategy(min_size=actors, max_size=actors), num_cpus=1)
+                               compute=ray.data.ActorPoolStrategy(min_size=actors, max_size=actors,
+                                                                    max_concurrent_calls_per_actor=2), num_cpus=1)
     count = sum(len(b["source"]) for b in rows.iter_batches(batch_format="numpy", batch_size=None))
     assert count == len(files), (count, len(files))
     return time.perf_counter() - started
