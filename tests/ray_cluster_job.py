@@ -6,8 +6,9 @@ with `ray start --block` and stopped by PID, with every process they started.
     unshare --net sh -c 'ip link set lo up && exec python tests/ray_cluster_job.py WORK MODEL [--bench]'
 
 WORK holds `images/` (made by the test); the runs write `out_*` there and `results.json`. With `--bench`
-(benchmarks/README.md): one actor, then one actor on each node, on the same images, and Ray's own cost
-per batch (wall time beyond the actors' compute), into `bench.json`.
+(benchmarks/README.md): one actor, then one actor on each node, each on the images and on three times as
+many, with `infer --ray`'s call size; whole-run and once-running images/s and Ray's own cost per batch
+(wall time beyond the actors' compute), into `bench.json`.
 """
 
 from __future__ import annotations
@@ -145,24 +146,56 @@ def run_on_s3(work: Path, model: Path, options: ClusterOptions) -> dict[str, Any
 
 
 def bench(work: Path, model: Path, options: ClusterOptions) -> dict[str, Any]:
-    """Images/s with one actor (one node's CPU) and with one actor per node, and Ray's cost per batch."""
+    """Images/s with one actor (one node's CPU) and with one actor per node, each on N and on 3N images:
+    whole runs, and once running (2N / the difference of the walls: the start of the actors and of Ray
+    Data's plan falls out); and Ray's cost per batch (wall time beyond the actors' compute)."""
     import pyarrow.parquet as pq
 
     runs: dict[str, Any] = {}
-    images = len(list((work / "images").rglob("*.jpg")))
+    images = sorted((work / "images").rglob("*.jpg"))
+    folders = {"warm": _copies(work / "bench-warm", images[:32], 1), len(images): work / "images",
+               3 * len(images): _copies(work / "bench-3n", images, 3)}
     for actors in (1, 2):
-        segment_dataset([str(work / "images")], str(work / f"warm{actors}"), model, options)  # actors, caches
-        started = time.perf_counter()
-        report = segment_dataset([str(work / "images")], str(work / f"bench{actors}"), model,
-                                 ClusterOptions(**{**asdict(options), "min_workers": actors, "max_workers": actors}))
-        wall = time.perf_counter() - started
+        sized = ClusterOptions(**{**asdict(options), "rows_per_batch": None, "min_workers": actors,
+                                  "max_workers": actors})
+        segment_dataset([str(folders["warm"])], str(work / f"warm{actors}"), model, sized)  # caches, workers
+        walls: dict[int, float] = {}
+        for count in (len(images), 3 * len(images)):
+            started, cpu = time.perf_counter(), psutil.cpu_times()
+            report = segment_dataset([str(folders[count])], str(work / f"bench{actors}-{count}"), model, sized)
+            walls[count] = time.perf_counter() - started
+            busy = _busy_seconds(psutil.cpu_times()) - _busy_seconds(cpu)
+            assert report.written == count and not report.failed, report
         compute = sum(pq.read_table(report.manifest).column("seconds").to_pylist())
-        batches = -(-images // rows_for(options))
-        runs[f"{actors}_actor"] = {"images": report.written, "seconds": wall, "images_per_s": report.written / wall,
-                                   "actor_compute_seconds": compute, "batches": batches,
-                                   "ray_ms_per_batch": 1000 * (wall - compute / actors) / batches}
-    runs["two_nodes_over_twice_one"] = runs["2_actor"]["images_per_s"] / (2 * runs["1_actor"]["images_per_s"])
+        batches = -(-3 * len(images) // rows_for(sized))
+        runs[f"{actors}_actor"] = {"seconds": {str(k): w for k, w in walls.items()},
+                                   "whole_run_images_per_s": 3 * len(images) / walls[3 * len(images)],
+                                   "running_images_per_s": 2 * len(images) / (walls[3 * len(images)] - walls[len(images)]),
+                                   "actor_compute_seconds_3n": compute, "batches_3n": batches,
+                                   "machine_cpus_busy_3n": busy / walls[3 * len(images)],
+                                   "ray_ms_per_batch_3n": 1000 * (walls[3 * len(images)] - compute / actors) / batches}
+    for way in ("whole_run", "running"):
+        one, two = runs["1_actor"][f"{way}_images_per_s"], runs["2_actor"][f"{way}_images_per_s"]
+        runs[f"two_nodes_over_twice_one_{way}"] = two / (2 * one)
     return runs
+
+
+def _busy_seconds(times: Any) -> float:
+    """CPU seconds the whole machine's processes spent on its cores, from psutil.cpu_times(): neither idle,
+    nor waiting for I/O, nor taken by the hypervisor (steal); guest time is already in user time."""
+    spent = ("user", "nice", "system", "irq", "softirq")
+    return float(sum(getattr(times, name, 0.0) for name in spent))
+
+
+def _copies(folder: Path, images: list[Path], times: int) -> Path:
+    """`images` `times` over under new names (hard links: the same bytes, no more disk)."""
+    folder.mkdir(exist_ok=True)
+    for round_ in range(times):
+        for image in images:
+            target = folder / f"{round_}-{image.name}"
+            if not target.exists():
+                os.link(image, target)
+    return folder
 
 
 def main(work: Path, model: Path, benchmark: bool = False) -> int:
