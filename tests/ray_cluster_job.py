@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -153,12 +153,11 @@ def bench(work: Path, model: Path, options: ClusterOptions) -> dict[str, Any]:
 
     runs: dict[str, Any] = {}
     images = sorted((work / "images").rglob("*.jpg"))
-    folders = {"warm": _copies(work / "bench-warm", images[:32], 1), len(images): work / "images",
-               3 * len(images): _copies(work / "bench-3n", images, 3)}
+    warm = _copies(work / "bench-warm", images[:32], 1)
+    folders = {len(images): work / "images", 3 * len(images): _copies(work / "bench-3n", images, 3)}
     for actors in (1, 2):
-        sized = ClusterOptions(**{**asdict(options), "rows_per_batch": None, "min_workers": actors,
-                                  "max_workers": actors})
-        segment_dataset([str(folders["warm"])], str(work / f"warm{actors}"), model, sized)  # caches, workers
+        sized = replace(options, rows_per_batch=None, min_workers=actors, max_workers=actors)
+        segment_dataset([str(warm)], str(work / f"warm{actors}"), model, sized)  # caches, workers
         walls: dict[int, float] = {}
         for count in (len(images), 3 * len(images)):
             started, cpu = time.perf_counter(), psutil.cpu_times()
@@ -220,7 +219,7 @@ def main(work: Path, model: Path, benchmark: bool = False) -> int:
         for path in deleted:
             path.unlink()
         resumed = segment_dataset([str(work / "images")], str(work / "out"), model,
-                                  ClusterOptions(**{**asdict(options), "skip_existing": True}))
+                                  replace(options, skip_existing=True))
         results["resume"] = {"report": report_of(resumed), "deleted": [str(p) for p in deleted],
                              "kept_unchanged": all((Path(p).stat().st_mtime_ns == t) for p, t in kept.items())}
         results["s3"] = run_on_s3(work, model, options)
