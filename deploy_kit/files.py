@@ -55,6 +55,9 @@ def segment_files(segmenter: Segmenter, plans: list[OutputPlan], overlay: bool =
         except OSError as exc:
             fail(f"{plan.label}: cannot write the result · Note: {exc.strerror}")
             return
+        except DeployKitError as exc:  # its overlay could not be encoded
+            fail(error_line(plan.image, exc))
+            return
         report.written.append(plan.label)
         on_done(len(report.written) + len(report.failed))
 
@@ -86,6 +89,8 @@ def _write(plan: OutputPlan, labels: np.ndarray, image: np.ndarray | None, blend
 def overlay_jpeg(path: Path | str, labels: np.ndarray, image: np.ndarray | None, blended: Overlay | None) -> bytes:
     """The overlay's JPEG (`path` names it in errors): as the GPU encoded it, encoded here from the GPU's
     blend, or blended and encoded here from the image (the CPU path)."""
+    if isinstance(blended, Future):
+        return blended.result()
     if isinstance(blended, bytes):
         return blended
     if blended is not None:

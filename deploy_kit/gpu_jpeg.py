@@ -39,10 +39,14 @@ class GpuJpegEncoder:
         self._params = nvimgcodec.EncodeParams(quality_type=nvimgcodec.QualityType.QUALITY, quality_value=quality,
                                                chroma_subsampling=nvimgcodec.ChromaSubsampling.CSS_420)
 
-    def encode(self, ptr: int, height: int, width: int) -> bytes:
-        """A BGR image in device memory (its writes complete) as JPEG bytes."""
-        image = self._codec.as_image(_DeviceImage(ptr, height, width), sample_format=self._codec.I_BGR)
-        return bytes(self._encoder.encode(image, "jpeg", params=self._params))
+    def encode(self, images: Sequence[tuple[int, int, int]]) -> list[bytes | None]:
+        """BGR images in device memory (pointer, height, width; their writes complete) as JPEG bytes, in
+        one call; None for one the encoder refused. One call for many: nvImageCodec takes the GIL back
+        several times per call, and where other threads hold it each time costs a switch interval (13 ms
+        per 1024x2048 image next to one busy Python thread, 3.6 ms per image in calls of 8; H200)."""
+        views = [self._codec.as_image(_DeviceImage(*image), sample_format=self._codec.I_BGR) for image in images]
+        encoded = self._encoder.encode(views, "jpeg", params=self._params)
+        return [bytes(jpeg) if jpeg is not None else None for jpeg in encoded]
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ from ..paddleseg.slide import SlideWindow, boxes_in_strip, chunks, crop_boxes, s
 from .buffers import Growable, Nv12Frame, PinnedPool, StagedImage, device_copy, packed_offsets, split_images, split_labels, upload
 from .cuda_kernels import PipelineKernels
 from .device_jpegs import decode_jpegs_into
-from ..gpu_jpeg import GpuJpegDecoder, GpuJpegEncoder, gpu_jpeg_decoder, gpu_jpeg_encoder
+from ..gpu_jpeg import GpuJpegDecoder, gpu_jpeg_decoder, gpu_jpeg_encoder
+from .overlay_jpegs import JpegOverlays
 from .stream import BatchOutputs, Overlay, same_size_runs
 
 
@@ -59,6 +60,7 @@ class _Slot:
         self.labels = Growable()
         self.overlays = Growable()
         self.planes = Growable()  # the overlays as I420, for a video encoder
+        self.jpeg_overlays: DeviceBuffer | None = None  # the overlays to JPEG-encode, in a buffer of their own
         self.events = [Event() for _ in range(8)]
         self.staged: list[Staged] = []  # the batch's images that are segmented (failed ones left out)
         self.offsets: list[int] = []  # of the staged images in `images` (and their overlays in `overlays`)
@@ -96,8 +98,8 @@ class GpuPipeline:
     `jpeg_decoder` set, a batch may hold JPEG bytes (`EncodedImage`) instead: the hardware decoder
     decodes them on the compute stream, and one it refuses is decoded on the CPU (or fails alone).
     Asked for overlays, a kernel blends the label colours over the uploaded images; `overlay_format` says
-    what comes back: "jpeg" (nvImageCodec's JPEGs, encoded on the GPU, where it is installed; else BGR
-    pixels), "bgr", or "i420" (planes of h*3/2 x w for a video encoder, converted on the GPU: half the
+    what comes back: "jpeg" (nvImageCodec's JPEGs, encoded on the GPU where it is installed, as Futures
+    of their bytes: threads of their own encode them while the next batches run; else BGR pixels), "bgr", or "i420" (planes of h*3/2 x w for a video encoder, converted on the GPU: half the
     bytes and no CPU conversion; BGR for a batch with an odd-sized image)."""
 
     def __init__(self, executor: DeviceExecutor, spec: PreprocessSpec, context: CudaContext, stream: Stream,
@@ -182,9 +184,11 @@ class GpuPipeline:
         return growable.ensure(nbytes)
 
     @functools.cached_property
-    def jpeg(self) -> GpuJpegEncoder | None:
-        """nvImageCodec's JPEG encoder, started with the first overlay (None when it is not installed)."""
-        return gpu_jpeg_encoder(self.context.index)
+    def jpeg(self) -> JpegOverlays | None:
+        """nvImageCodec's JPEG encoding of overlays, started with the first overlay (None when it is not
+        installed)."""
+        encoder = gpu_jpeg_encoder(self.context.index)
+        return JpegOverlays(encoder, self.context) if encoder is not None else None
 
     def stage(self, image: np.ndarray | EncodedImage | Nv12Frame) -> Staged:
         """A decoded image copied into pinned memory; JPEG bytes stay as they are, for the GPU's decoder,
@@ -213,8 +217,7 @@ class GpuPipeline:
             queued.result()
         except BaseException:
             futures.wait([queued])  # interrupted while it runs: it finishes before the slot is reused
-            slot.release()
-            self._free.put(slot)
+            self._recycle(slot)
             raise
         return slot
 
@@ -229,18 +232,25 @@ class GpuPipeline:
                 return BatchOutputs([], [] if slot.overlay else None, dict(slot.failed))
             return BatchOutputs(slot.split_labels(), self._overlays(slot) if slot.overlay else None, dict(slot.failed))
         finally:
-            slot.release()
-            self._free.put(slot)
+            self._recycle(slot)
+
+    def _recycle(self, slot: _Slot) -> None:
+        """The slot free for the next batch, once its batch is collected (or failed to start)."""
+        if slot.jpeg_overlays is not None:  # not handed to the encoder: the batch failed
+            assert self.jpeg is not None
+            self.jpeg.give_back(slot.jpeg_overlays)
+            slot.jpeg_overlays = None
+        slot.release()
+        self._free.put(slot)
 
     def _overlays(self, slot: _Slot) -> list[Overlay]:
-        assert slot.overlays.device is not None
         sizes = [(s.height, s.width) for s in slot.staged]
         if slot.i420:
             return list(split_labels(slot.planes.pinned_host(), [(h * 3 // 2, w) for h, w in sizes]))
-        if self._jpeg_overlays:
+        if slot.jpeg_overlays is not None:
             assert self.jpeg is not None
-            return [self.jpeg.encode(slot.overlays.device.ptr + offset, h, w)
-                    for offset, (h, w) in zip(slot.offsets, sizes)]
+            blended, slot.jpeg_overlays = slot.jpeg_overlays, None
+            return list(self.jpeg.encode(blended, slot.offsets, sizes))
         return list(split_images(slot.overlays.pinned_host(), slot.offsets, sizes))
 
     @property
@@ -360,7 +370,11 @@ class GpuPipeline:
         slot.i420 = self.overlay_format == "i420" and all(h % 2 == 0 and w % 2 == 0 for h, w in sizes)
         bgr_back = not (slot.i420 or self._jpeg_overlays)
         slot.overlays.pinned = bgr_back  # a pinned twin only when the pixels come back
-        blended = slot.overlays.ensure(nbytes)
+        if self._jpeg_overlays:
+            assert self.jpeg is not None
+            blended = slot.jpeg_overlays = self.jpeg.buffer(nbytes)
+        else:
+            blended = slot.overlays.ensure(nbytes)
         self.kernels.overlay_batch(self.stream, images.ptr, slot.offsets, labels.ptr, sizes, self.palette.ptr, blended.ptr)
         if slot.i420:
             plane_bytes = [h * w * 3 // 2 for h, w in sizes]
@@ -389,6 +403,8 @@ class GpuPipeline:
 
     def close(self) -> None:
         self._enqueuer.shutdown(wait=True)
+        if "jpeg" in self.__dict__ and self.jpeg is not None:  # started: what it was handed is encoded first
+            self.jpeg.close()
         self.context.make_current()
         self.stream.synchronize()  # batches still in flight finish before their buffers go
         self.copy_stream.synchronize()

@@ -18,7 +18,9 @@ import numpy as np
 from ..errors import DeployKitError
 
 Source = TypeVar("Source")
-Overlay = bytes | np.ndarray  # an overlay blended on the GPU: its JPEG when the GPU encoded it, else BGR pixels (or I420)
+# An overlay blended on the GPU: its JPEG when the GPU encodes it (a Future: encoded on threads of their
+# own while the next batches run), else BGR pixels (or I420).
+Overlay = Future[bytes] | bytes | np.ndarray
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future
+
 import numpy as np
 import pytest
 
@@ -149,8 +151,10 @@ def test_overlay_kernel_blends_exactly_like_paddleseg_visualize(prepost, photos)
 
 
 def test_streamed_overlays_are_made_on_the_gpu(gpu, gpu_model, photos):
-    """`stream(overlay=True)` on the GPU: each item carries its overlay, JPEG bytes when nvImageCodec
-    encoded it (close to OpenCV's JPEG of the CPU blend), else the blended pixels (exactly the CPU blend)."""
+    """`stream(overlay=True)` on the GPU: each item carries its overlay, when nvImageCodec encodes it a
+    Future of its JPEG (close to OpenCV's JPEG of the CPU blend), else the blended pixels (exactly the CPU
+    blend). The photos go round four times in batches of 2, so the encoder's pooled buffers are reused
+    while earlier batches still encode: an overlay read from a reused buffer would be another photo's."""
     import cv2
 
     from deploy_kit.backends.onnxruntime.cuda import cuda_provider_available
@@ -158,15 +162,19 @@ def test_streamed_overlays_are_made_on_the_gpu(gpu, gpu_model, photos):
 
     if not cuda_provider_available():
         pytest.skip("needs onnxruntime-gpu with a working CUDA provider")
+    inputs = photos * 4
     with Segmenter(gpu_model, backend="onnxruntime-cuda", max_batch=2) as segmenter:
-        items = list(segmenter.stream(photos, workers=2, overlay=True))
+        items = list(segmenter.stream(inputs, workers=2, overlay=True))
         encoded_on_gpu = segmenter.pipeline.jpeg is not None
-    for image, item in zip(photos, items):
+    assert len(items) == len(inputs)
+    for image, item in zip(inputs, items):
         want = overlay(image, PALETTE_BGR[item.labels])
         assert item.image is None  # nothing kept for the CPU to blend
         if encoded_on_gpu:
-            assert isinstance(item.overlay, bytes) and item.overlay[:2] == b"\xff\xd8"
-            decoded = cv2.imdecode(np.frombuffer(item.overlay, np.uint8), cv2.IMREAD_COLOR)
+            assert isinstance(item.overlay, Future)
+            jpeg = item.overlay.result(timeout=60)
+            assert jpeg[:2] == b"\xff\xd8"
+            decoded = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
             assert decoded.shape == want.shape and cv2.PSNR(decoded, want) > 30
         else:
             np.testing.assert_array_equal(item.overlay, want)
