@@ -97,6 +97,9 @@ class JpegOverlays:
                 else:
                     overlay.set_exception(jpeg)
         finally:
+            for overlay in overlays:
+                if not overlay.done():  # the encoder gave fewer results than images: never leave a writer waiting
+                    overlay.set_exception(_encode_error("the encoder gave no result for it"))
             for batch in batches:
                 self._pool.give(batch.buffer)
                 self._room.release()
