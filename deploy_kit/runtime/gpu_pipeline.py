@@ -96,13 +96,13 @@ class GpuPipeline:
 
     `stage` copies an image into pinned memory (on any thread: the decode threads call it), `submit`
     hands a batch to the pipeline's queuing thread on a free slot and returns at once, `result` waits for
-    that batch's labels. With
-    `jpeg_decoder` set, a batch may hold JPEG bytes (`EncodedImage`) instead: the hardware decoder
-    decodes them on the compute stream, and one it refuses is decoded on the CPU (or fails alone).
-    Asked for overlays, a kernel blends the label colours over the uploaded images; `overlay_format` says
-    what comes back: "jpeg" (nvImageCodec's JPEGs, encoded on the GPU where it is installed, as Futures
-    of their bytes: threads of their own encode them while the next batches run; else BGR pixels), "bgr", or "i420" (planes of h*3/2 x w for a video encoder, converted on the GPU: half the
-    bytes and no CPU conversion; BGR for a batch with an odd-sized image)."""
+    that batch's labels. With `jpeg_decoder` set, a batch may hold JPEG bytes (`EncodedImage`) instead:
+    the hardware decoder decodes them (starting on the copy stream), and one it refuses is decoded on
+    the CPU (or fails alone). Asked for overlays, a kernel blends the label colours over the uploaded
+    images; `overlay_format` says what comes back: "jpeg" (nvImageCodec's JPEGs, encoded on the GPU where
+    it is installed, as Futures of their bytes: a thread of its own encodes them while the next batches
+    run; else BGR pixels), "bgr", or "i420" (planes of h*3/2 x w for a video encoder, converted on the
+    GPU: half the bytes and no CPU conversion; BGR for a batch with an odd-sized image)."""
 
     def __init__(self, executor: DeviceExecutor, spec: PreprocessSpec, context: CudaContext, stream: Stream,
                  max_batch: int, cuda_graph: bool = False, in_flight: int = 3,
