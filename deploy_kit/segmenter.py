@@ -251,7 +251,8 @@ class Segmenter:
         order, with its labels or its error. `decode` turns a custom source into a BGR uint8 image (or
         what `load_bytes` gives, to keep the GPU decoder).
         `overlay`: on the GPU each item carries its overlay (blended there; when nvImageCodec encodes it,
-        a Future of its JPEG bytes, encoded meanwhile; else BGR pixels); on the CPU each item keeps its image for the caller to blend.
+        a Future of its JPEG bytes, encoded meanwhile; else BGR pixels); on the CPU each item keeps its
+        image for the caller to blend.
         `live`: the number of real-time sources the inputs interleave (cameras, streams): latency before
         throughput, so a batch holds at most one frame per source and is collected as soon as it is
         submitted (with several in flight, a batch waits for the next frames to arrive: 3 frames, 100 ms

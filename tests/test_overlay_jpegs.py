@@ -16,8 +16,6 @@ from deploy_kit.runtime.overlay_jpegs import JpegOverlays
 class HostContext:
     """No CUDA context to make current: the buffers below are host objects."""
 
-    index = 0
-
     def make_current(self) -> None:
         pass
 

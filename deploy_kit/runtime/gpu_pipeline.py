@@ -63,7 +63,7 @@ class _Slot:
         self.jpeg_overlays: DeviceBuffer | None = None  # the overlays to JPEG-encode, in a buffer of their own
         self.events = [Event() for _ in range(8)]
         self.staged: list[Staged] = []  # the batch's images that are segmented (failed ones left out)
-        self.offsets: list[int] = []  # of the staged images in `images` (and their overlays in `overlays`)
+        self.offsets: list[int] = []  # of the staged images in `images` (and of their overlays)
         self.failed: dict[int, DeployKitError] = {}  # by index in the batch submitted
         self.keep: list[Any] = []  # what the queued copies read from: decoded images, pinned fallbacks
         self.overlay = False

@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import DeployKitError
 
 Source = TypeVar("Source")
-# An overlay blended on the GPU: its JPEG when the GPU encodes it (a Future: encoded on threads of their
+# An overlay blended on the GPU: its JPEG when the GPU encodes it (a Future: encoded on a thread of its
 # own while the next batches run), else BGR pixels (or I420).
 Overlay = Future[bytes] | bytes | np.ndarray
 
