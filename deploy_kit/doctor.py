@@ -127,13 +127,19 @@ def blocking_errors(r: Readings) -> list[Check]:
     return [c for c in check_driver(r) if c.status == ERROR]
 
 
-def fast_readings() -> Readings:
-    """The readings `infer` needs at start-up (no package scan): GPUs, driver, runtime, TensorRT."""
-    trt = probe_tensorrt()
+def startup_readings() -> Readings:
+    """What `infer` and `convert` check before they start: GPUs, driver, runtime (no package scan, and no
+    TensorRT import: TensorRT-RTX took 42 ms of a 2-core machine's start-up to import, GPU or not)."""
     return Readings(driver_version=_driver_version(), driver_cuda=_driver_cuda(), gpus=detect_gpus(),
-                    cuda_runtime=_cuda_runtime(), tensorrt_flavor=trt.flavor if trt else None,
-                    tensorrt_version=trt.version if trt else None,
-                    tensorrt_location=str(Path(trt.module.__file__).parent) if trt else None)
+                    cuda_runtime=_cuda_runtime())
+
+
+def fast_readings() -> Readings:
+    """The start-up readings and the installed TensorRT."""
+    trt = probe_tensorrt()
+    return replace(startup_readings(), tensorrt_flavor=trt.flavor if trt else None,
+                   tensorrt_version=trt.version if trt else None,
+                   tensorrt_location=str(Path(trt.module.__file__).parent) if trt else None)
 
 
 def run_checks(r: Readings, model_meta: dict[str, Any] | None = None, onnx_present: bool = False,

@@ -27,7 +27,7 @@ from .backends.base import DeviceBackend, HostBackend, OpenRequest
 from .backends.registry import Choice
 from .backends.tensorrt import TensorRTBackend
 from .backends.tensorrt.features import probe_tensorrt
-from .doctor import blocking_errors, fast_readings
+from .doctor import blocking_errors, startup_readings
 from .errors import ConfigError, EngineCompatibilityError, InputImageError
 from .fileio import cache_root, sha256_json
 from .images import DEFAULT_MAX_PIXELS, EncodedImage, encoded_image, for_decoder, read_encoded
@@ -71,15 +71,15 @@ def _convert_into_cache(model: Path, device: int) -> Path:
     from .convert.pipeline import convert
 
     out = cache_root() / "converted" / sha256_json(str(model.resolve()))[:16]
-    gpus = fast_readings().gpus
-    options = ConvertOptions(onnx_only=probe_tensorrt() is None or not gpus)
+    gpus = startup_readings().gpus
+    options = ConvertOptions(onnx_only=not gpus or probe_tensorrt() is None)
     convert(model, out, options, lambda stage: log.info("convert %s: %s", stage.name, stage.status), device=device)
     return out
 
 
 def choose_backend(artifact: Artifact, wanted: str, device: int) -> Choice:
     """The registry's choice, after the start-up checks that stop every GPU backend (an old driver)."""
-    readings = fast_readings()
+    readings = startup_readings()
     blocking = blocking_errors(readings)
     if blocking and wanted != "onnxruntime-cpu":
         raise EngineCompatibilityError(f"{blocking[0].name}: {blocking[0].value}", hint=blocking[0].fix)
@@ -177,7 +177,7 @@ class Segmenter:
     def _rebuilt_engine(self, device: int) -> Path:
         backend = self.choice.backend
         assert isinstance(backend, TensorRTBackend) and backend.features is not None
-        gpu: GpuInfo = fast_readings().gpus[device]
+        gpu: GpuInfo = startup_readings().gpus[device]
         log.warning("engine cannot run here (%s): rebuilding it from %s into the cache", self.choice.verdict.reason,
                     self.model.onnx.name)
         from .convert.pipeline import rebuild_engine

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import weakref
 from pathlib import Path
 
@@ -99,13 +101,23 @@ def test_registry_passes_over_backends_and_says_why(rtx_model):
     on_cpu = registry.choose(artifact, "auto", (), device=0)
     assert on_cpu.backend.name == "onnxruntime-cpu"
     assert on_cpu.reason.endswith("no CUDA GPU found; ONNX Runtime on the CPU")
-    rtx_version = probe_flavor("tensorrt_rtx").version  # type: ignore[union-attr]
-    assert f"TensorRT-RTX {rtx_version} is installed, but there is no CUDA GPU" in on_cpu.reason
+    assert "TensorRT-RTX is installed, but there is no CUDA GPU" in on_cpu.reason
+    assert "no TensorRT installed" in on_cpu.reason  # tensorrt-stubs (dev extra) is no TensorRT
     assert str(rtx_model) not in on_cpu.reason
     with pytest.raises(EngineCompatibilityError, match="tensorrt-rtx.*installed, but there is no CUDA GPU"):
         registry.choose(artifact, "tensorrt-rtx", (), device=0)
     on_a6000 = registry.choose(artifact, "auto", (A6000,), device=0)
     assert on_a6000.backend.name == "tensorrt-rtx" and on_a6000.verdict.engine == rtx_model / "model.rtx.engine"
+
+
+def test_choosing_a_backend_without_a_gpu_imports_no_tensorrt(rtx_model):
+    """Start-up: nothing of TensorRT can run without a GPU, so `infer` does not pay for importing it."""
+    probe = ("import sys; from pathlib import Path; from deploy_kit.artifact import Artifact; "
+             "from deploy_kit.backends import registry; "
+             f"choice = registry.choose(Artifact.open(Path({str(rtx_model)!r})), 'auto', (), 0); "
+             "print(choice.backend.name, sorted(m for m in sys.modules if m.startswith('tensorrt')))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["onnxruntime-cpu", "[]"]
 
 
 def test_tensorrt_executor_releases_context_engine_and_runtime(rtx_model):

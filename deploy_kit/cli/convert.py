@@ -15,7 +15,7 @@ from ..artifact import PRECISIONS, REPORT_NAME
 from ..convert.options import (DEFAULT_OPSET, BatchRange, ConvertOptions, parse_input_shape, parse_size,
                                parse_target_sms)
 from ..convert.pipeline import StageResult, convert
-from ..doctor import blocking_errors, fast_readings
+from ..doctor import blocking_errors, startup_readings
 from ..errors import EngineCompatibilityError
 from ..paddleseg.demo import restore_default_model
 
@@ -65,7 +65,7 @@ def print_stage(stage: StageResult) -> None:
 
 def _stop_on_blocking_errors() -> None:
     """The start-up half of `deploy-kit doctor`: stop before TensorRT can fail obscurely."""
-    for check in blocking_errors(fast_readings()):
+    for check in blocking_errors(startup_readings()):
         raise EngineCompatibilityError(f"{check.name}: {check.value}", hint=check.fix + " (see deploy-kit doctor)")
 
 

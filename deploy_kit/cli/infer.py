@@ -76,13 +76,33 @@ def _check_output_folder(out: Path) -> None:
 
 
 def _progress(total: int):  # type: ignore[no-untyped-def]
+    """A progress bar on a terminal, for more than one image; else none, and rich is not imported (a
+    fortieth of a one-image `infer`'s start-up)."""
+    if total < 2 or not sys.stderr.isatty():
+        return _NoProgress()
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     console = Console(stderr=True)
     return Progress(TextColumn("segmenting"), BarColumn(), MofNCompleteColumn(),
                     TimeRemainingColumn(),
-                    console=console, disable=not console.is_terminal or total < 2)
+                    console=console, disable=not console.is_terminal)
+
+
+class _NoProgress:
+    """What `_progress` shows when it shows nothing: the calls a rich Progress takes."""
+
+    def __enter__(self) -> _NoProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, description: str, **fields: object) -> int:
+        return 0
+
+    def update(self, task: int, **fields: object) -> None:
+        pass
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..version import __version__
 from ..artifact import ACCURACY_NAME, ONNX_NAME, Artifact, ConvertReport, graph_name, write_engine_sidecar
@@ -25,10 +25,10 @@ from ..paddleseg import pdiparams
 from ..paddleseg.deploy_config import DeployConfig, load_deploy_config, resize_target_hw
 from ..paddleseg.preprocess import PreprocessSpec
 from .export import InputPlan, export_onnx, plan_input
-from .optimize import optimize_onnx
 from .options import BatchRange, ConvertOptions
-from .precision import (DEFAULT_MAX_MIOU_LOSS, AccuracyData, accuracy_report, convert_to_fp16, load_accuracy_data,
-                        quantize_to_int8, synthetic_accuracy_data, write_accuracy)
+
+if TYPE_CHECKING:
+    from .precision import AccuracyData
 
 OPT_NAME = graph_name("fp32")
 
@@ -128,7 +128,7 @@ def _convert(deploy: DeployConfig, plan: InputPlan, out_dir: Path, options: Conv
     if options.precision != "fp32":
         stages.append(_run_stage(report, "precision", _precision_key(options, out_dir), reporter,
                                  lambda: _reduce_precision(deploy, plan, options, out_dir)))
-    features = tensorrt if tensorrt is not None else probe_tensorrt()
+    features = tensorrt if tensorrt is not None or options.onnx_only else probe_tensorrt()
     if features is None or options.onnx_only:
         stages.append(_stop_before_build(options, out_dir, reporter))
         return ConvertResult(out_dir, plan, stages, None)
@@ -224,12 +224,19 @@ def check_shapes(plan: InputPlan) -> list[tuple[int, ...]]:
 
 
 def _optimize(plan: InputPlan, out_dir: Path) -> tuple[list[str], dict[str, Any]]:
+    # The optimizer and the precision stage import onnx (25 ms): only when they run, not on each warm
+    # `infer` of a PaddleSeg export, whose stages are up to date.
+    from .optimize import optimize_onnx
+
     return [OPT_NAME], optimize_onnx(out_dir / ONNX_NAME, out_dir / OPT_NAME, check_shapes(plan),
                                      static_outputs=not plan.dynamic_hw)
 
 
 def _reduce_precision(deploy: DeployConfig, plan: InputPlan, options: ConvertOptions,
                       out_dir: Path) -> tuple[list[str], dict[str, Any]]:
+    from .precision import (DEFAULT_MAX_MIOU_LOSS, accuracy_report, convert_to_fp16, load_accuracy_data,
+                            quantize_to_int8, synthetic_accuracy_data, write_accuracy)  # see _optimize
+
     spec = PreprocessSpec.from_metadata(preprocessing_of(deploy, plan))
     calibration = load_accuracy_data(options.calib_images, None, options.calib_count, "calibration images")
     evaluation = load_accuracy_data(options.eval_images, options.eval_labels, None, "evaluation images")

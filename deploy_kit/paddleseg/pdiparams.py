@@ -9,6 +9,8 @@ store its weights as float16 while restoring the exact float32 file Paddle expec
 from __future__ import annotations
 
 import math
+import mmap
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,8 +73,16 @@ def _parse_tensor_desc(desc: bytes) -> tuple[int, tuple[int, ...]]:
 
 
 def scan(path: Path) -> list[TensorRecord]:
-    """Lists the tensors in `path`; raises ConfigError naming the file if it is truncated or corrupt."""
-    data = path.read_bytes()
+    """Lists the tensors in `path`; raises ConfigError naming the file if it is truncated or corrupt.
+    Mapped, not read: only the headers' pages are touched (reading 32 MB was a tenth of `infer`'s start-up)."""
+    with path.open("rb") as handle:
+        if os.fstat(handle.fileno()).st_size == 0:
+            return _scan(b"", path)  # mmap cannot map an empty file
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return _scan(data, path)
+
+
+def _scan(data: bytes | mmap.mmap, path: Path) -> list[TensorRecord]:
     records, pos = [], 0
     try:
         while pos < len(data):

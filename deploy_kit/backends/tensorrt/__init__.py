@@ -9,7 +9,7 @@ from ...machine import GpuInfo
 from ...cuda import Stream
 from ..base import DeviceBackend, OpenRequest, Verdict, gpu_at
 from .executor import TensorRTExecutor
-from .features import TensorRTFeatures, probe_flavor
+from .features import TensorRTFeatures, flavor_installed, probe_flavor
 from .support import engine_problems
 
 
@@ -25,12 +25,14 @@ class TensorRTBackend(DeviceBackend):
         return probe_flavor(self.flavor)
 
     def check(self, artifact: Artifact, gpus: tuple[GpuInfo, ...], device: int) -> Verdict:
+        gpu = gpu_at(gpus, device)
+        if gpu is None:  # not imported: nothing of it can run, and its import is a tenth of `infer`'s start-up
+            installed = flavor_installed(self.flavor)
+            return Verdict(False, f"{self.label} is installed, but there is no CUDA GPU" if installed
+                           else f"no {self.label} installed")
         features = self.features
         if features is None:
             return Verdict(False, f"no {self.label} installed")
-        gpu = gpu_at(gpus, device)
-        if gpu is None:
-            return Verdict(False, f"{self.label} {features.version} is installed, but there is no CUDA GPU")
         engine = artifact.engine(features.engine_name)
         if engine is None:
             return Verdict(False, f"no {self.label} engine in the model folder")

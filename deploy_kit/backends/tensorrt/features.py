@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,6 +85,16 @@ def _import_flavor(name: str) -> Any | None:
         return None
     # A type-stub package (tensorrt-stubs) makes `import tensorrt` succeed as an empty namespace.
     return module if hasattr(module, "Builder") and hasattr(module, "__version__") else None
+
+
+def flavor_installed(flavor: str) -> bool:
+    """Whether one of the flavour's modules is installed, found without importing it (a type-stub package
+    is a namespace of .pyi files, with no module to load)."""
+    for name in FLAVORS[flavor]:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin not in (None, "namespace"):
+            return True
+    return False
 
 
 @functools.lru_cache(maxsize=None)
