@@ -4,7 +4,7 @@ times from its metrics endpoint. Writes one JSON file.
 
     python benchmarks/serve_load.py --model build/bench --images scenes/ [--concurrency 1,2,4,8,16,32,64]
         [--protocols http,grpc] [--seconds 10] [--instances 2] [--max-batch 8] [--decoder auto]
-        [--server pytriton|repository] [--out benchmarks/results/serve-load.json]
+        [--server pytriton|repository] [--profile CONCURRENCY] [--out benchmarks/results/serve-load.json]
 
 `--server pytriton` (default) measures `deploy-kit serve` (PyTriton: every instance a thread of one
 Python process); `--server repository` measures the repository `deploy-kit export-triton` writes, its
@@ -15,7 +15,8 @@ The server runs as a child process on 127.0.0.1 (free ports), is stopped by its 
 output goes to a log beside the results. Clients are separate processes (one Python process cannot
 keep 64 requests of 400 KB in flight), each sending JPEG bytes from --images in turn. A request that
 raises or answers a non-empty `error` counts as failed. "best" is the highest requests/s whose p99
-latency is ≤ --p99-ms with no failed request.
+latency is ≤ --p99-ms with no failed request. `--profile` records the server with py-spy during one
+concurrency's levels (py-spy on PATH): collapsed stacks of the GIL's holders and of every thread.
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--p99-ms", type=float, default=50.0)
     parser.add_argument("--server", choices=("pytriton", "repository"), default="pytriton")
     parser.add_argument("--out", type=Path, default=Path("bench-results/serve-load.json"))
+    parser.add_argument("--profile", type=int, metavar="CONCURRENCY",
+                        help="record the server with py-spy during this concurrency's levels (collapsed stacks "
+                             "beside the results)")
     return parser.parse_args()
 
 
@@ -199,8 +203,11 @@ def level(protocol: str, ports: dict[str, int], concurrency: int, images: list[b
         child.start()
     time.sleep(max(0.0, warm_until - time.time()))
     before = metrics(ports["metrics"])
+    profilers = _profilers(args, protocol) if concurrency == args.profile else []
     time.sleep(max(0.0, stop - time.time()))
     after = metrics(ports["metrics"])
+    for profiler in profilers:
+        profiler.wait(timeout=60)
     latencies: list[float] = []
     failures: list[str] = []
     for _ in children:
@@ -222,12 +229,27 @@ def level(protocol: str, ports: dict[str, int], concurrency: int, images: list[b
             "failures": failures[:5]}
 
 
+def _profilers(args: argparse.Namespace, protocol: str) -> list[subprocess.Popen]:
+    """py-spy sampling the server without pausing it (`--nonblocking`: its pauses distorted an earlier
+    profile), twice: only the threads holding the GIL (`--gil`: what the instances' one interpreter spends
+    its time on), and every thread, waiting included (`--idle`: what a request waits for)."""
+    runs = []
+    for mode in ("--gil", "--idle"):
+        out = args.out.with_name(f"{args.out.stem}.{protocol}-{args.profile}.{mode[2:]}.txt")
+        runs.append(subprocess.Popen(["py-spy", "record", "--pid", str(args.server_pid), mode, "--nonblocking",
+                                      "--threads", "--rate", "200", "--duration", str(int(args.seconds)), "--format",
+                                      "raw", "-o", str(out)],
+                                     stdout=out.with_suffix(".log").open("w"), stderr=subprocess.STDOUT))
+    return runs
+
+
 def main() -> int:
     args = parse_args()
     images = jpegs(args.images)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     log = args.out.with_suffix(".server.log")
     process, ports = start_server(args, log)
+    args.server_pid = process.pid
     rows = []
     try:
         for protocol in args.protocols.split(","):
