@@ -4,12 +4,12 @@ times from its metrics endpoint. Writes one JSON file.
 
     python benchmarks/serve_load.py --model build/bench --images scenes/ [--concurrency 1,2,4,8,16,32,64]
         [--protocols http,grpc] [--seconds 10] [--instances 2] [--max-batch 8] [--decoder auto]
-        [--server pytriton|repository] [--profile CONCURRENCY] [--out benchmarks/results/serve-load.json]
+        [--server pytriton|tritonserver] [--profile CONCURRENCY] [--out benchmarks/results/serve-load.json]
 
 `--server pytriton` (default) measures `deploy-kit serve` (PyTriton: every instance a thread of one
-Python process); `--server repository` measures the repository `deploy-kit export-triton` writes, its
-`seg` model run by the tritonserver nvidia-pytriton bundles (every instance a python-backend process
-of its own).
+Python process); `--server tritonserver` measures `deploy-kit serve --server tritonserver`, the exported
+repository's `seg` model in the tritonserver nvidia-pytriton bundles (every instance a python-backend
+process of its own).
 
 The server runs as a child process on 127.0.0.1 (free ports), is stopped by its PID at the end, and its
 output goes to a log beside the results. Clients are separate processes (one Python process cannot
@@ -29,7 +29,6 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -62,7 +61,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--decoder", default="auto")
     parser.add_argument("--clients", type=int, default=8, help="client processes (concurrency split among them)")
     parser.add_argument("--p99-ms", type=float, default=50.0)
-    parser.add_argument("--server", choices=("pytriton", "repository"), default="pytriton")
+    parser.add_argument("--server", choices=("pytriton", "tritonserver"), default="pytriton")
     parser.add_argument("--out", type=Path, default=Path("bench-results/serve-load.json"))
     parser.add_argument("--profile", type=int, metavar="CONCURRENCY",
                         help="record the server with py-spy during this concurrency's levels (collapsed stacks "
@@ -83,15 +82,11 @@ def jpegs(folder: Path | None) -> list[bytes]:
 
 def start_server(args: argparse.Namespace, log: Path) -> tuple[subprocess.Popen, dict[str, int]]:
     http, grpc, metrics = free_ports()
-    if args.server == "repository":
-        process = _start_repository(args, log, (http, grpc, metrics))
-    else:
-        command = [sys.executable, "-m", "deploy_kit", "serve", "--model", str(args.model), "--backend", args.backend,
-                   "--decoder", args.decoder, "--address", "127.0.0.1", "--http-port", str(http), "--grpc-port",
-                   str(grpc), "--metrics-port", str(metrics), "--instances", str(args.instances), "--max-batch",
-                   str(args.max_batch), "--max-queue-delay-us", str(args.max_queue_delay_us)]
-        process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT,
-                                   start_new_session=True)
+    command = [sys.executable, "-m", "deploy_kit", "serve", "--server", args.server, "--model", str(args.model),
+               "--backend", args.backend, "--decoder", args.decoder, "--address", "127.0.0.1", "--http-port", str(http),
+               "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--instances", str(args.instances),
+               "--max-batch", str(args.max_batch), "--max-queue-delay-us", str(args.max_queue_delay_us)]
+    process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
     deadline = time.monotonic() + 300
     while not _ready(http):
         if process.poll() is not None or time.monotonic() > deadline:
@@ -99,20 +94,6 @@ def start_server(args: argparse.Namespace, log: Path) -> tuple[subprocess.Popen,
             raise SystemExit(f"the server did not become ready; its log:\n{log.read_text()[-3000:]}")
         time.sleep(0.5)
     return process, {"http": http, "grpc": grpc, "metrics": metrics}
-
-
-def _start_repository(args: argparse.Namespace, log: Path, ports: tuple[int, int, int]) -> subprocess.Popen:
-    """The exported repository's `seg` model (its decoder and backend as the repository chooses: the GPU's
-    JPEG decoder and the best backend there) in the bundled tritonserver."""
-    from deploy_kit.cli import main as deploy_kit
-    from tests import tritonserver
-
-    scratch = Path(tempfile.mkdtemp(prefix="deploy-kit-serve-load-"))
-    if deploy_kit(["export-triton", "--model", str(args.model), "-o", str(scratch / "repo"), "--instances",
-                   str(args.instances), "--max-batch", str(args.max_batch), "--max-queue-delay-us",
-                   str(args.max_queue_delay_us), *(["--cpu"] if args.backend == "onnxruntime-cpu" else [])]) != 0:
-        raise SystemExit("export-triton failed")
-    return tritonserver.start(scratch / "repo", scratch, ports, ["seg"], log)
 
 
 def _ready(http: int) -> bool:
@@ -124,16 +105,14 @@ def _ready(http: int) -> bool:
 
 
 def stop_server(process: subprocess.Popen) -> None:
-    """SIGTERM to the server's process group (by its PID), SIGKILL if it does not stop in time."""
+    """SIGTERM to the server (by its PID: it stops Triton and Triton its stubs), SIGKILL to its whole process
+    group (a session of its own) if it does not stop in time."""
     if process.poll() is None:
-        if os.getpgid(process.pid) == process.pid:  # `serve` in a session of its own: its whole group
-            os.killpg(process.pid, signal.SIGTERM)
-        else:
-            process.terminate()
+        process.terminate()
         try:
-            process.wait(timeout=60)
+            process.wait(timeout=90)
         except subprocess.TimeoutExpired:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
 
 

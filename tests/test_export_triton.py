@@ -40,6 +40,29 @@ def test_configs_parse_into_tritons_model_config(onnx_model, tmp_path):
     assert kinds == {name: [model_config_pb2.ModelInstanceGroup.KIND_GPU] for name in parsed}
 
 
+def test_serve_places_the_repositorys_instances_on_the_listed_gpus(onnx_model, tmp_path):
+    """`serve --server tritonserver --device 0,1 --instances 2`: two instances on each GPU, with the backend and
+    JPEG decoder asked for; on the CPU, neither a GPU list nor a GPU backend."""
+    require("tritonclient")
+    from deploy_kit.artifact import Artifact
+    from deploy_kit.serve.pytriton_server import ServeOptions
+    from deploy_kit.serve.repository import export_repository
+    from deploy_kit.serve.tritonserver import repository_options
+
+    def seg_config(options: ServeOptions, on_gpu: bool):  # type: ignore[no-untyped-def]
+        out = tmp_path / f"repo-{on_gpu}"
+        export_repository(Artifact.open(onnx_model), out, repository_options(options, on_gpu))
+        return validate_config((out / "seg" / "config.pbtxt").read_text(), "seg")
+
+    on_gpus = seg_config(ServeOptions(onnx_model, devices=(0, 1), instances=2, decoder="cpu",
+                                      backend="onnxruntime-cuda"), on_gpu=True)
+    assert [(g.count, list(g.gpus)) for g in on_gpus.instance_group] == [(2, [0, 1])]
+    assert on_gpus.parameters["backend"].string_value == "onnxruntime-cuda"
+    assert on_gpus.parameters["decoder"].string_value == "cpu"
+    on_cpu = seg_config(ServeOptions(onnx_model), on_gpu=False)
+    assert list(on_cpu.instance_group[0].gpus) == [] and on_cpu.parameters["backend"].string_value == "onnxruntime-cpu"
+
+
 def test_repository_holds_what_each_model_reads_once_and_installs_deploy_kit(onnx_model, tmp_path, capsys):
     """No raw export, no TensorRT-RTX plan, the graph once; deploy-kit itself installs from the repository
     with the command `export-triton` prints (its pip step, run here into a folder of its own)."""

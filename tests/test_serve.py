@@ -31,14 +31,25 @@ MAX_PIXELS = 300_000  # above every test photo, below a 600x600 image
 
 @pytest.fixture(scope="module")
 def server(onnx_model, tmp_path_factory):
+    yield from _served(onnx_model, tmp_path_factory, "--max-queue-delay-us", "20000")
+
+
+@pytest.fixture(scope="module")
+def tritonserver_served(onnx_model, tmp_path_factory):
+    """`serve --server tritonserver`: two instances, each a python-backend process of its own."""
+    yield from _served(onnx_model, tmp_path_factory, "--server", "tritonserver", "--instances", "2",
+                       "--max-queue-delay-us", "20000")
+
+
+def _served(model: Path, tmp_path_factory, *options: str):
     require("pytriton", "tritonclient")
     http, grpc, metrics = tritonserver.free_ports()
     log = tmp_path_factory.mktemp("serve") / "server.log"
     with log.open("w") as handle:
-        process = subprocess.Popen([sys.executable, "-m", "deploy_kit", "serve", "--model", str(onnx_model),
+        process = subprocess.Popen([sys.executable, "-m", "deploy_kit", "serve", "--model", str(model),
                                     "--backend", "onnxruntime-cpu", "--address", "127.0.0.1", "--http-port", str(http),
                                     "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--max-batch", "8",
-                                    "--max-queue-delay-us", "20000", "--max-pixels", str(MAX_PIXELS)],
+                                    "--max-pixels", str(MAX_PIXELS), *options],
                                    stdout=handle, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
@@ -70,7 +81,11 @@ def _http_infer(url: str, jpeg: bytes) -> np.ndarray:
 
     request = http.InferInput("image_bytes", [1, 1], "BYTES")
     request.set_data_from_numpy(np.array([[jpeg]], dtype=object))
-    return http.InferenceServerClient(url).infer("seg", [request]).as_numpy("labels")[0]
+    client = http.InferenceServerClient(url)
+    try:
+        return client.infer("seg", [request]).as_numpy("labels")[0]
+    finally:
+        client.close()  # an idle connection left open holds a stopping Triton for its exit timeout
 
 
 def test_http_and_grpc_answer_what_infer_writes(server, onnx_model, tmp_path):
@@ -240,3 +255,76 @@ def test_instances_go_on_the_devices_in_turn(capsys):
     assert _devices("0,1") == (0, 1) and _devices("2") == (2,)
     assert main(["serve", "--device", "0,x"]) == 2
     assert "bad --device '0,x'" in capsys.readouterr().err
+
+
+def test_tritonserver_mode_answers_what_infer_writes_from_processes_of_its_own(tritonserver_served, onnx_model,
+                                                                                 tmp_path):
+    import psutil
+
+    assert main(["infer", *map(str, PHOTOS), "--model", str(onnx_model), "-o", str(tmp_path),
+                 "--backend", "onnxruntime-cpu"]) == 0
+    for photo in PHOTOS:
+        want = np.asarray(Image.open(tmp_path / f"{photo.stem}.png"))
+        np.testing.assert_array_equal(_http_infer(tritonserver_served["http"], photo.read_bytes()), want)
+    children = psutil.Process(tritonserver_served["process"].pid).children(recursive=True)
+    stubs = [c for c in children if "triton_python_backend_stub" in " ".join(c.cmdline())]
+    assert len(stubs) == 2, [c.cmdline()[:1] for c in children]  # --instances 2: a process each
+    lines = tritonserver_served["log"].read_text().splitlines()
+    assert "tritonserver: 2 instance(s) of seg on the CPU, each a process of its own" in lines[0], lines[:3]
+
+
+def test_tritonserver_mode_fails_a_bad_request_alone(tritonserver_served):
+    """Eight requests at once: the corrupt one gets its own Triton error, naming its input; the seven
+    others their labels, equal to what they get alone."""
+    import tritonclient.http as http
+    from tritonclient.utils import InferenceServerException
+
+    jpeg = PHOTOS[2].read_bytes()
+    alone = _http_infer(tritonserver_served["http"], jpeg)
+    payloads = [jpeg] * 3 + [jpeg[:200]] + [jpeg] * 4
+    results: list = [None] * len(payloads)
+    barrier = threading.Barrier(len(payloads))
+
+    def send(index: int) -> None:
+        client = http.InferenceServerClient(tritonserver_served["http"])
+        barrier.wait()
+        try:
+            results[index] = _infer(client, "image_bytes", "BYTES", np.array([[payloads[index]]], dtype=object))
+        except InferenceServerException as exc:
+            results[index] = exc
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(payloads))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert isinstance(results[3], InferenceServerException) and "image_bytes[0]: " in str(results[3]), results[3]
+    for index in (0, 1, 2, 4, 5, 6, 7):
+        np.testing.assert_array_equal(results[index].as_numpy("labels")[0], alone)
+
+
+def test_tritonserver_mode_stops_on_sigterm_with_nothing_left_running(tritonserver_served):
+    import psutil
+
+    process = tritonserver_served["process"]
+    children = psutil.Process(process.pid).children(recursive=True)
+    assert children  # tritonserver and its stubs
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=90) == 0
+    assert tritonserver_served["log"].read_text().splitlines()[-1] == "stopped"
+    gone, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive, [c.pid for c in alive]
+
+
+def test_tritonserver_mode_refuses_what_cannot_run_here(onnx_model, capsys):
+    """Without a GPU: a GPU backend, or the GPU's JPEG decoder, is one line and exit 2, before any server."""
+    from deploy_kit.machine import detect_gpus
+
+    if detect_gpus():
+        pytest.skip("this machine has a GPU")
+    assert main(["serve", "--server", "tritonserver", "--model", str(onnx_model), "--backend", "onnxruntime-cuda"]) == 2
+    assert "--backend onnxruntime-cuda needs a GPU" in capsys.readouterr().err
+    assert main(["serve", "--server", "tritonserver", "--model", str(onnx_model), "--decoder", "gpu"]) == 2
+    assert "--decoder gpu needs the instances on a GPU" in capsys.readouterr().err

@@ -1,21 +1,17 @@
 """Running the tritonserver that nvidia-pytriton ships on a model repository, for tests: python backend
-only, listening on 127.0.0.1, with the four set-up facts it needs (issue #14)."""
+only, listening on 127.0.0.1 (`deploy_kit.serve.tritonserver` starts it, with the set-up facts it needs)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 
-from deploy_kit.serve.pytriton_server import prepare_python_backend_environment
+from deploy_kit.serve.tritonserver import start_tritonserver, stop_tritonserver
 
 
 def free_ports(count: int = 3) -> tuple[int, ...]:
@@ -31,25 +27,8 @@ def free_ports(count: int = 3) -> tuple[int, ...]:
 
 def start(repository: Path, scratch: Path, ports: tuple[int, int, int], models: list[str],
           log: Path | None = None) -> subprocess.Popen:
-    """tritonserver on `repository`, its output in `log` (default: scratch/tritonserver.log)."""
-    import pytriton
-
-    server = Path(pytriton.__file__).parent / "tritonserver"
-    backends = scratch / "backends"
-    shutil.copytree(server / "backends", backends)
-    # 1. the python backend's stub for this Python, beside the backend library
-    stub = server / "python_backend_stubs" / f"{sys.version_info.major}.{sys.version_info.minor}" / "triton_python_backend_stub"
-    shutil.copy2(stub, backends / "python" / stub.name)
-    # 2. and 3.: the wheel's own libraries and this interpreter's libpython, this environment's bin first
-    prepare_python_backend_environment()
-    env = dict(os.environ)
-    http, grpc, metrics = ports
-    command = [str(server / "bin" / "tritonserver"), f"--model-repository={repository}",
-               f"--backend-directory={backends}", "--http-address=127.0.0.1", f"--http-port={http}",
-               "--grpc-address=127.0.0.1", f"--grpc-port={grpc}", "--metrics-address=127.0.0.1",
-               f"--metrics-port={metrics}", "--model-control-mode=explicit",
-               *(f"--load-model={m}" for m in models), "--exit-timeout-secs=20"]
-    return subprocess.Popen(command, env=env, stdout=(log or scratch / "tritonserver.log").open("w"), stderr=subprocess.STDOUT)
+    """tritonserver on `repository`, on 127.0.0.1, its output in `log` (default: scratch/tritonserver.log)."""
+    return start_tritonserver(repository, scratch, "127.0.0.1", ports, models, log or scratch / "tritonserver.log")
 
 
 def wait_ready(process: subprocess.Popen, http: int, models: list[str], log: Path, seconds: float = 120) -> None:
@@ -69,14 +48,7 @@ def _ready(http: int, model: str) -> bool:
 
 
 def stop(process: subprocess.Popen) -> int:
-    """SIGTERM (tritonserver ignores SIGINT in a background job), then SIGKILL by PID if it hangs."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            return process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-    return process.wait(timeout=30)
+    return stop_tritonserver(process)
 
 
 def infer(client, model: str, **inputs: tuple[str, np.ndarray]):  # type: ignore[no-untyped-def]

@@ -51,6 +51,9 @@ class RepositoryOptions:
     max_queue_delay_us: int = 2000
     cpu: bool = False  # instances on the CPU (ONNX Runtime CPU) instead of the GPUs
     max_pixels: int = DEFAULT_MAX_PIXELS
+    backend: str = "auto"  # what the runtime model's GPU instances run (see Segmenter)
+    decoder: str = "auto"  # their JPEG decoder
+    gpus: tuple[int, ...] = ()  # `instances` on each of these GPUs; () is Triton's default, every GPU
 
 
 def export_repository(artifact: Artifact, out: Path, options: RepositoryOptions) -> list[str]:
@@ -144,7 +147,8 @@ def _copy_plans(engine: EngineFile, version: Path) -> None:
 
 
 def _instance_group(options: RepositoryOptions) -> str:
-    return f'instance_group [ {{ count: {options.instances} kind: {"KIND_CPU" if options.cpu else "KIND_GPU"} }} ]'
+    gpus = f" gpus: [ {', '.join(map(str, options.gpus))} ]" if options.gpus and not options.cpu else ""
+    return f'instance_group [ {{ count: {options.instances} kind: {"KIND_CPU" if options.cpu else "KIND_GPU"}{gpus} }} ]'
 
 
 def _batching(options: RepositoryOptions) -> str:
@@ -175,7 +179,8 @@ input [
 ]
 output [ {{ name: "{LABELS}" data_type: TYPE_UINT8 dims: [ -1, -1 ] }} ]
 {_instance_group(options)}
-{_parameters(backend="onnxruntime-cpu" if options.cpu else "auto", max_pixels=str(options.max_pixels))}
+{_parameters(backend="onnxruntime-cpu" if options.cpu else options.backend, decoder=options.decoder,
+             max_pixels=str(options.max_pixels))}
 model_warmup [ {{ name: "grey 64x64" batch_size: 1
   inputs {{ key: "{IMAGE}" value {{ data_type: TYPE_UINT8 dims: [ 64, 64, 3 ] zero_data: true }} }} }} ]
 '''

@@ -24,7 +24,8 @@ class TritonPythonModel:
         self.max_pixels = int(parameters.get("max_pixels", "64000000"))
         self.segmenter = Segmenter(model, backend=parameters.get("backend", "auto") if on_gpu else "onnxruntime-cpu",
                                    device=int(args.get("model_instance_device_id", 0)) if on_gpu else 0,
-                                   max_batch=max(1, int(config.get("max_batch_size", 1))))
+                                   max_batch=max(1, int(config.get("max_batch_size", 1))),
+                                   decoder=parameters.get("decoder", "auto") if on_gpu else "auto")
         self.segmenter.warm_up()  # see Segmenter.warm_up: nothing is captured under load
         pb_utils.Logger.log_info(f"{args['model_instance_name']}: {self.segmenter.describe()}")
 
