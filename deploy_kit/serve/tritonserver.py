@@ -52,8 +52,10 @@ def start_tritonserver(repository: Path, scratch: Path, address: str, ports: tup
                f"--grpc-address={address}", f"--grpc-port={grpc}", f"--metrics-address={address}",
                f"--metrics-port={metrics}", "--model-control-mode=explicit",
                *(f"--load-model={m}" for m in models), "--exit-timeout-secs=20"]
-    output = log.open("w") if log is not None else None
-    return subprocess.Popen(command, env=dict(os.environ), stdout=output, stderr=subprocess.STDOUT if output else None)
+    if log is None:
+        return subprocess.Popen(command, env=dict(os.environ))
+    with log.open("w") as output:  # the child has its own copy of the descriptor
+        return subprocess.Popen(command, env=dict(os.environ), stdout=output, stderr=subprocess.STDOUT)
 
 
 def repository_options(options: ServeOptions, on_gpu: bool) -> RepositoryOptions:
