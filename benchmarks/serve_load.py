@@ -39,6 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from deploy_kit.serve.tritonserver import model_ready  # noqa: E402
 from tests.tritonserver import free_ports  # noqa: E402
 
 METRICS = ("nv_inference_request_success", "nv_inference_request_failure", "nv_inference_exec_count",
@@ -88,20 +89,12 @@ def start_server(args: argparse.Namespace, log: Path) -> tuple[subprocess.Popen,
                "--max-batch", str(args.max_batch), "--max-queue-delay-us", str(args.max_queue_delay_us)]
     process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
     deadline = time.monotonic() + 300
-    while not _ready(http):
+    while not model_ready("127.0.0.1", http, "seg"):
         if process.poll() is not None or time.monotonic() > deadline:
             stop_server(process)
             raise SystemExit(f"the server did not become ready; its log:\n{log.read_text()[-3000:]}")
         time.sleep(0.5)
     return process, {"http": http, "grpc": grpc, "metrics": metrics}
-
-
-def _ready(http: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/models/seg/ready", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def stop_server(process: subprocess.Popen) -> None:

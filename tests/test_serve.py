@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 
 from deploy_kit.cli import main
+from deploy_kit.serve.tritonserver import model_ready
 
 from . import tritonserver
 from .conftest import PHOTOS, require
@@ -53,7 +54,7 @@ def _served(model: Path, tmp_path_factory, *options: str):
                                    stdout=handle, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
-        while not _ready(http):
+        while not model_ready("127.0.0.1", http, "seg"):
             assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.5)
         yield {"http": f"127.0.0.1:{http}", "grpc": f"127.0.0.1:{grpc}", "metrics": f"127.0.0.1:{metrics}",
@@ -66,14 +67,6 @@ def _served(model: Path, tmp_path_factory, *options: str):
             except subprocess.TimeoutExpired:
                 os.kill(process.pid, signal.SIGKILL)
                 process.wait(timeout=30)
-
-
-def _ready(http: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/models/seg/ready", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def _http_infer(url: str, jpeg: bytes) -> np.ndarray:

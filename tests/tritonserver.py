@@ -6,12 +6,11 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 
-from deploy_kit.serve.tritonserver import start_tritonserver, stop_tritonserver
+from deploy_kit.serve.tritonserver import model_ready, start_tritonserver, stop_tritonserver
 
 
 def free_ports(count: int = 3) -> tuple[int, ...]:
@@ -33,18 +32,10 @@ def start(repository: Path, scratch: Path, ports: tuple[int, int, int], models: 
 
 def wait_ready(process: subprocess.Popen, http: int, models: list[str], log: Path, seconds: float = 120) -> None:
     deadline = time.monotonic() + seconds
-    while not all(_ready(http, m) for m in models):
+    while not all(model_ready("127.0.0.1", http, m) for m in models):
         if process.poll() is not None or time.monotonic() > deadline:
             raise AssertionError(log.read_text()[-4000:])
         time.sleep(0.5)
-
-
-def _ready(http: int, model: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/models/{model}/ready", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def stop(process: subprocess.Popen) -> int:

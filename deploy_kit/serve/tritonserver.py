@@ -101,7 +101,8 @@ def _run_until_stopped(process: subprocess.Popen, options: ServeOptions, log: Pa
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         deadline = time.monotonic() + READY_SECONDS
-        while not stopping and not _ready(options):
+        host = "127.0.0.1" if options.address in ("0.0.0.0", "") else options.address
+        while not stopping and not model_ready(host, options.http_port, options.name):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise _failed("tritonserver did not become ready", log)
             time.sleep(0.5)
@@ -129,11 +130,10 @@ def stop_tritonserver(process: subprocess.Popen) -> int:
     return process.wait(timeout=30)
 
 
-def _ready(options: ServeOptions) -> bool:
-    host = "127.0.0.1" if options.address in ("0.0.0.0", "") else options.address
+def model_ready(host: str, http_port: int, model: str) -> bool:
+    """Whether Triton on `host` answers that `model` is ready (its HTTP readiness probe)."""
     try:
-        url = f"http://{host}:{options.http_port}/v2/models/{options.name}/ready"
-        with urllib.request.urlopen(url, timeout=2) as response:
+        with urllib.request.urlopen(f"http://{host}:{http_port}/v2/models/{model}/ready", timeout=2) as response:
             return response.status == 200
     except OSError:
         return False
